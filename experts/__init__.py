@@ -1,0 +1,18 @@
+"""Built-in experts of mrkl, one module per expert family.
+
+* :mod:`experts.calculator` — exact arithmetic and equation solving with sympy.
+* :mod:`experts.database` — structured, read-only queries over a SQL database
+  (the bundled Chinook music-store sample by default).
+"""
+
+from __future__ import annotations
+
+__all__ = ["builtin_experts"]
+
+
+def builtin_experts() -> list:
+    """Fresh instances of the built-in experts: ``[CalculatorExpert(), DatabaseExpert()]``."""
+    from experts.calculator import CalculatorExpert
+    from experts.database import DatabaseExpert
+
+    return [CalculatorExpert(), DatabaseExpert()]

@@ -1,0 +1,293 @@
+"""Local language models through Hugging Face transformers (CPU or GPU).
+
+:class:`TransformersBackend` loads a Hugging Face model folder or a GGUF file
+(see :mod:`llm_backends.resolve`), generates greedily with a KV cache, and scores
+continuations by their summed log-probability. A GGUF model is converted once to
+a safetensors cache folder so later loads skip the dequantization.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from llm_backends.base import Capabilities, ChatMessage
+from llm_backends.errors import BackendError
+from llm_backends.resolve import DEFAULT_MODEL, ResolvedModel, gguf_cache_folder, resolve_model
+
+__all__ = ["TransformersBackend"]
+
+log = logging.getLogger(__name__)
+_COMPLETE_MARKER = ".mrkl-complete"
+
+
+def _default_progress(message: str) -> None:
+    print(f"[mrkl] {message}", file=sys.stderr, flush=True)
+
+
+class TransformersBackend:
+    """A local causal language model (any Hugging Face model folder or GGUF file).
+
+    Args:
+        model: alias (default ``"smollm2-135m-instruct"``), ``.gguf`` path or model folder.
+        device: torch device string, ``"cpu"`` (default) or ``"cuda"``.
+        dtype: torch dtype name for the weights (``"float32"`` default on CPU,
+            ``"bfloat16"`` default on CUDA).
+        progress: callable receiving one-line progress messages while loading;
+            default prints to stderr; ``None`` is silent.
+        prompt_cache_tokens: ``score`` keeps the KV cache of recent prompts (LRU) up to
+            this many tokens in all (fp32 SmolLM2-135M: about 46 KB a token), so fixed
+            prompts such as the router's expert cards are encoded once.
+
+    Attributes:
+        name: display name of the model.
+        load_seconds: wall-clock seconds the load took.
+        loaded_from: ``"gguf"`` (dequantized now), ``"cache"`` (safetensors copy) or ``"folder"``.
+
+    Raises:
+        ModelNotFoundError: the model cannot be resolved locally.
+        BackendError: transformers failed to load it.
+
+    Thread safety: calls are serialised with a lock (one forward pass at a time).
+    """
+
+    capabilities = Capabilities(score=True, constrained_decoding=False, pcw=False, tool_calling=False)
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        dtype: str | None = None,
+        progress: Callable[[str], None] | None = _default_progress,
+        prompt_cache_tokens: int = 8192,
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        self._lock = threading.RLock()
+        self._prompt_cache: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        self.prompt_cache_tokens = prompt_cache_tokens
+        self._progress = progress or (lambda _m: None)
+        self.device = device
+        dtype_name = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+        try:
+            self.dtype = getattr(torch, dtype_name)
+        except AttributeError:
+            raise BackendError(f"unknown dtype '{dtype_name}'") from None
+        self.resolved: ResolvedModel = resolve_model(model)
+        self.name = self.resolved.name
+        t0 = time.perf_counter()
+        self.model, self.tokenizer, self.loaded_from = self._load(self.resolved)
+        self.model.to(device=device, dtype=self.dtype)
+        self.model.eval()
+        self.load_seconds = time.perf_counter() - t0
+        eos = self.tokenizer.eos_token_id
+        self._eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            self._eos_ids.add(gen_eos)
+        elif gen_eos:
+            self._eos_ids.update(gen_eos)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, resolved: ResolvedModel) -> tuple[Any, Any, str]:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            if resolved.kind == "folder":
+                self._progress(f"loading model folder {resolved.path}")
+                tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(resolved.path, local_files_only=True, dtype=self.dtype)
+                return model, tok, "folder"
+            cache = gguf_cache_folder(resolved.path)
+            if (cache / _COMPLETE_MARKER).is_file():
+                self._progress(f"loading {resolved.name} from cache {cache}")
+                tok = AutoTokenizer.from_pretrained(cache, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(cache, local_files_only=True, dtype=self.dtype)
+                return model, tok, "cache"
+            self._progress(
+                f"first load of {resolved.path.name}: dequantizing GGUF (about 25 s on 2 CPU cores), "
+                f"then caching a safetensors copy in {cache}"
+            )
+            folder, name = str(resolved.path.parent), resolved.path.name
+            tok = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            self._write_cache(model, tok, cache)
+            return model, tok, "gguf"
+        except BackendError:
+            raise
+        except Exception as exc:  # transformers raises many types; report one clearly
+            raise BackendError(f"could not load model '{resolved.name}' from {resolved.path}: {exc}") from exc
+
+    def _write_cache(self, model: Any, tok: Any, cache: Path) -> None:
+        """Save a plain safetensors copy (GGUF quantizer dropped) atomically; failures only warn."""
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / _COMPLETE_MARKER).write_text("ok\n")
+            if cache.exists():
+                shutil.rmtree(cache, ignore_errors=True)
+            tmp.rename(cache)
+            self._progress(f"cached safetensors copy in {cache}")
+        except OSError as exc:  # a read-only home must not stop the model from working
+            log.warning("could not write model cache %s: %s", cache, exc)
+            self._progress(f"warning: could not write the model cache ({exc}); the next load will convert again")
+
+    # ---------------------------------------------------------------- tokens
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens added."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` encodes to (no special tokens)."""
+        return len(self.encode(text))
+
+    @property
+    def max_context(self) -> int:
+        """Longest sequence (tokens) the model was trained for."""
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def apply_chat_template(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        """The chat rendered as the model's prompt text (its own chat template)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+            return text + ("assistant: " if add_generation_prompt else "")
+        return self.tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    # ------------------------------------------------------------- inference
+    def _forward(self, ids: list[int], past: Any = None) -> tuple[Any, Any]:
+        torch = self._torch
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=input_ids, cache=past, use_cache=True)
+        return out.logits[0].float(), out.cache
+
+    def _check_length(self, n: int, extra: int) -> None:
+        if n + extra > self.max_context:
+            raise BackendError(
+                f"prompt of {n} tokens plus {extra} new tokens exceeds the model's context of {self.max_context} tokens"
+            )
+
+    def generate_ids(self, prompt_ids: list[int], *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
+        """Greedy decoding from token ids; see :meth:`generate`."""
+        torch = self._torch
+        if not prompt_ids:
+            raise BackendError("empty prompt")
+        self._check_length(len(prompt_ids), max_new_tokens)
+        with self._lock, torch.inference_mode():
+            logits, past = self._forward(prompt_ids)
+            out_ids: list[int] = []
+            text = ""
+            for _ in range(max_new_tokens):
+                nxt = int(torch.argmax(logits[-1]))
+                if nxt in self._eos_ids:
+                    break
+                out_ids.append(nxt)
+                text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+                if stop and any(s in text for s in stop):
+                    break
+                logits, past = self._forward([nxt], past)
+        if stop:
+            cut = min((text.find(s) for s in stop if s in text), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+        return text
+
+    def generate(self, prompt: str, *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
+        """Greedy continuation of a raw prompt (no chat template applied).
+
+        Args:
+            prompt: text to continue.
+            max_new_tokens: upper bound on new tokens.
+            stop: generation ends once any of these strings appears; the text is cut before it.
+
+        Returns:
+            The generated text only.
+
+        Raises:
+            BackendError: empty prompt, or prompt + max_new_tokens longer than the model context.
+        """
+        return self.generate_ids(self.encode(prompt), max_new_tokens=max_new_tokens, stop=stop)
+
+    def chat(self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> str:
+        """Greedy assistant reply, with the model's chat template (SmolLM2: ChatML)."""
+        prompt = self.apply_chat_template(messages, add_generation_prompt=True)
+        return self.generate(prompt, max_new_tokens=max_new_tokens, stop=tuple(stop) + ("<|im_end|>",)).strip()
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Summed log-probability of each continuation after ``prompt``.
+
+        The prompt is encoded once (or taken from the prompt cache); each continuation
+        (tokenized on its own and appended) is run on the prompt's KV cache, which is
+        then cropped back to the prompt.
+
+        Args:
+            prompt: shared context (non-empty).
+            continuations: candidate texts; each must encode to at least one token.
+
+        Returns:
+            ``[Σ_t log p(c_t | prompt, c_<t) for c in continuations]``, natural log, each ≤ 0.
+
+        Raises:
+            BackendError: empty prompt or continuation, or too long for the context.
+        """
+        torch = self._torch
+        prompt_ids = self.encode(prompt)
+        if not prompt_ids:
+            raise BackendError("empty prompt")
+        cont_ids = [self.encode(c) for c in continuations]
+        for c, ids in zip(continuations, cont_ids):
+            if not ids:
+                raise BackendError(f"continuation {c!r} encodes to no tokens")
+        self._check_length(len(prompt_ids), max((len(c) for c in cont_ids), default=0))
+        scores: list[float] = []
+        key = tuple(prompt_ids)
+        with self._lock, torch.inference_mode():
+            entry = self._prompt_cache.pop(key, None)
+            if entry is None:
+                logits, past = self._forward(prompt_ids)
+                entry = (past, torch.log_softmax(logits[-1], dim=-1))
+            past, last = entry
+            for ids in cont_ids:
+                total = float(last[ids[0]])
+                if len(ids) > 1:
+                    more, past = self._forward(ids[:-1], past)
+                    logp = torch.log_softmax(more, dim=-1)
+                    total += float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+                    past.crop(-(len(ids) - 1))  # transformers 5: negative = tokens to remove
+                scores.append(total)
+            self._remember(key, (past, last))
+        return scores
+
+    def _remember(self, key: tuple[int, ...], entry: tuple[Any, Any]) -> None:
+        """Keep a prompt's KV cache (LRU, at most ``prompt_cache_tokens`` tokens in all)."""
+        if len(key) > self.prompt_cache_tokens:
+            return
+        self._prompt_cache[key] = entry
+        while sum(len(k) for k in self._prompt_cache) > self.prompt_cache_tokens:
+            self._prompt_cache.popitem(last=False)
+
+    def clear_prompt_cache(self) -> None:
+        """Drop every cached prompt KV state."""
+        with self._lock:
+            self._prompt_cache.clear()
+
+    def __repr__(self) -> str:
+        return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"

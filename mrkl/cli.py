@@ -1,0 +1,137 @@
+"""The ``mrkl`` command line: ask, route, list experts.
+
+The CLI holds no logic of its own: it parses options, calls :class:`mrkl.MRKL`
+and prints. Every error prints one line ``error: ...`` on stderr and exits with
+status 2 (bad input) or 1 (anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+
+from llm_backends.errors import BackendError
+from llm_backends.resolve import DEFAULT_MODEL
+from mrkl.errors import InvalidQuestionError, MRKLError
+
+app = typer.Typer(
+    help="mrkl: route questions to experts (calculator, database, ...) with a language model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model alias, .gguf file or model folder.")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _system(model: str) -> Any:
+    from mrkl.system import MRKL
+
+    return MRKL(model=model)
+
+
+def _dump(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question, in plain English."),
+    trace: bool = typer.Option(False, "--trace", "-t", help="Print the trace: decision, arguments, results, timings."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer and its trace as JSON."),
+    model: str = ModelOpt,
+) -> None:
+    """Answer a question with the experts (or the language model as fallback)."""
+    try:
+        system = _system(model)
+        system.check_question(question)
+        answer = system.ask(question)
+    except InvalidQuestionError as exc:
+        _fail(str(exc), 2)
+    except (MRKLError, BackendError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _dump(answer.to_dict())
+        return
+    typer.echo(answer.text)
+    if trace:
+        typer.echo("")
+        typer.echo(f"answered by: {answer.expert}")
+        typer.echo(answer.trace.format())
+
+
+@app.command()
+def route(
+    question: str = typer.Argument(..., help="The question to route (nothing is run)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+    model: str = ModelOpt,
+) -> None:
+    """Show the router's decision (expert, arguments, confidence) without running anything."""
+    try:
+        system = _system(model)
+        decision = system.route(question)
+    except InvalidQuestionError as exc:
+        _fail(str(exc), 2)
+    except (MRKLError, BackendError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _dump(decision.to_dict())
+        return
+    typer.echo(f"expert: {decision.expert or 'none (fallback to the language model)'}")
+    typer.echo(f"confidence: {decision.confidence:.3f}")
+    if decision.args is not None:
+        typer.echo(f"args: {json.dumps(decision.args, ensure_ascii=False)}")
+    if decision.error:
+        typer.echo(f"error: {decision.error}")
+    alts = ", ".join(f"{n} {p:.3f}" for n, p in decision.alternatives)
+    if alts:
+        typer.echo(f"alternatives: {alts}")
+    typer.echo("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in decision.timings.items()))
+
+
+@app.command()
+def experts(as_json: bool = typer.Option(False, "--json", help="Print names, origins and argument schemas as JSON.")) -> None:
+    """List the available experts, where each came from, and their argument schemas."""
+    from mrkl.system import default_registry
+
+    try:
+        registry = default_registry()
+    except (MRKLError, BackendError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _dump(registry.json_schema())
+        return
+    for info in registry.json_schema():
+        typer.echo(f"{info['name']}  [{info['origin']}]")
+        typer.echo(f"  {info['description'].splitlines()[0][:200]}")
+        props = info["args_schema"].get("properties", {})
+        required = set(info["args_schema"].get("required", []))
+        for pname, p in props.items():
+            typ = p.get("type") or "/".join(x.get("type", "?") for x in p.get("anyOf", [])) or "object"
+            typer.echo(f"    {pname}: {typ}{' (required)' if pname in required else ''}")
+    for label, err in registry.load_errors:
+        typer.echo(f"plugin {label} failed to load: {err}", err=True)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point (``mrkl``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        app(args=argv, prog_name="mrkl")
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

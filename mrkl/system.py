@@ -1,0 +1,244 @@
+"""The MRKL orchestrator: route, validate, run, compose, trace.
+
+Data flow of one question (Karpas et al., 2022, "MRKL Systems", Sec. 2):
+
+    question ─► router.route ─► RouteDecision (expert + validated args, or none)
+             ─► Expert.run(args) ─► ExpertResult   (an ExpertError → router repairs the args once)
+             ─► answer text (the expert's jinja2 template, or the result text)
+             ─► Answer(text, value, expert, trace)
+
+When no expert fits, the arguments cannot be made valid, or the expert keeps
+failing, the language model answers by itself as the fallback expert and the
+trace says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterable
+
+from llm_backends.base import LLMBackend
+from llm_backends.errors import BackendError
+from llm_backends.resolve import DEFAULT_MODEL
+from mrkl.errors import ExpertError, InvalidQuestionError
+from mrkl.expert import Expert
+from mrkl.registry import ExpertRegistry
+from mrkl.trace import Answer, RouteDecision, Step, Trace
+
+__all__ = ["MRKL", "FALLBACK", "default_registry"]
+
+FALLBACK = "fallback_lm"
+_FALLBACK_SYSTEM = "You are a helpful assistant. Answer the question briefly and say so when you are not sure."
+
+
+def default_registry(*, load_plugins: bool = True) -> ExpertRegistry:
+    """The built-in experts (calculator, database on the bundled Chinook) plus installed plugins."""
+    from experts import builtin_experts
+
+    registry = ExpertRegistry(builtin_experts(), origin="builtin")
+    if load_plugins:
+        registry.load_plugins()
+    return registry
+
+
+class MRKL:
+    """A MRKL system: a router, a set of experts and a language model.
+
+    Args:
+        experts: an :class:`ExpertRegistry`, an iterable of experts, or ``None`` for the
+            built-in experts plus installed plugins (entry-point group ``mrkl.experts``).
+        router: any :class:`router.Router`; default an :class:`router.LLMRouter` on ``backend``.
+        backend: any :class:`llm_backends.LLMBackend`; default a
+            :class:`llm_backends.TransformersBackend` of ``model``, loaded on first use.
+        model: model alias or path used when ``backend`` is None.
+        max_question_chars: longer questions are refused with :class:`InvalidQuestionError`.
+        fallback_max_tokens: token budget of the fallback answer.
+
+    Example::
+
+        system = MRKL()
+        answer = system.ask("what is fifty seven plus three?")
+        answer.text, answer.expert        # ("60", "calculator")
+    """
+
+    def __init__(
+        self,
+        experts: ExpertRegistry | Iterable[Expert] | None = None,
+        router: Any = None,
+        backend: LLMBackend | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        max_question_chars: int = 4000,
+        fallback_max_tokens: int = 200,
+    ) -> None:
+        if experts is None:
+            self.registry = default_registry()
+        elif isinstance(experts, ExpertRegistry):
+            self.registry = experts
+        else:
+            self.registry = ExpertRegistry(experts)
+        self._backend = backend
+        self._router = router
+        self.model = model
+        self.max_question_chars = max_question_chars
+        self.fallback_max_tokens = fallback_max_tokens
+
+    # ------------------------------------------------------------ lazy parts
+    @property
+    def backend(self) -> LLMBackend:
+        """The language model (loaded on first access when not given)."""
+        if self._backend is None:
+            from llm_backends.transformers_backend import TransformersBackend
+
+            self._backend = TransformersBackend(self.model)
+        return self._backend
+
+    @property
+    def router(self) -> Any:
+        """The router (an :class:`router.LLMRouter` on :attr:`backend` when not given)."""
+        if self._router is None:
+            from router.llm_router import LLMRouter
+
+            self._router = LLMRouter(self.backend)
+        return self._router
+
+    # ------------------------------------------------------------ questions
+    def check_question(self, question: Any) -> str:
+        """Normalise and check a question.
+
+        Returns:
+            The question with surrounding whitespace removed.
+
+        Raises:
+            InvalidQuestionError: not a string, empty or whitespace only, or longer
+                than ``max_question_chars`` characters.
+        """
+        if not isinstance(question, str):
+            raise InvalidQuestionError(f"the question must be text, got {type(question).__name__}")
+        q = question.strip()
+        if not q:
+            raise InvalidQuestionError("the question is empty")
+        if len(q) > self.max_question_chars:
+            raise InvalidQuestionError(
+                f"the question is {len(q):,} characters long; the limit is {self.max_question_chars:,}"
+            )
+        return q
+
+    def route(self, question: str) -> RouteDecision:
+        """The router's decision for ``question``; nothing is run.
+
+        Raises:
+            InvalidQuestionError: see :meth:`check_question`.
+            BackendError: the language model cannot be loaded.
+        """
+        q = self.check_question(question)
+        return self._route(q)
+
+    def _route(self, q: str) -> RouteDecision:
+        router = self.router  # a model that cannot be loaded is an error, not a fallback
+        t0 = time.perf_counter()
+        try:
+            decision = router.route(q, self.registry)
+        except (BackendError, ValueError, RuntimeError) as exc:
+            decision = RouteDecision(question=q, expert=None, error=f"routing failed: {exc}")
+        decision.timings.setdefault("route", time.perf_counter() - t0)
+        return decision
+
+    def ask(self, question: str) -> Answer:
+        """Answer a question: route it, run the chosen expert, compose the answer.
+
+        Returns:
+            An :class:`Answer`; ``answer.trace`` records every step, and ``answer.expert`` is
+            ``"fallback_lm"`` when the language model answered by itself.
+
+        Raises:
+            InvalidQuestionError: see :meth:`check_question`.
+            BackendError: the language model cannot be loaded (e.g. ModelNotFoundError).
+            Every other problem (bad model output, invalid arguments, an expert's error,
+            a model failure while routing) is recorded in the trace and answered by the fallback.
+        """
+        t_start = time.perf_counter()
+        q = self.check_question(question)
+        trace = Trace(question=q)
+        decision = self._route(q)
+        trace.decision = decision
+        trace.timings["route"] = time.perf_counter() - t_start
+
+        answer: Answer | None = None
+        if decision.expert is None:
+            reason = decision.error or f"no expert fits ({decision.reason or 'router chose none'})"
+        elif not decision.ok:
+            trace.steps.append(Step(expert=decision.expert, raw_output=decision.raw_output, error=decision.error))
+            reason = f"could not extract valid arguments for '{decision.expert}': {decision.error}"
+        else:
+            answer, reason = self._run_expert(q, decision, trace)
+        if answer is None:
+            answer = self._fallback(q, trace, reason)
+        trace.timings["total"] = time.perf_counter() - t_start
+        return answer
+
+    async def aask(self, question: str) -> Answer:
+        """Async :meth:`ask` (runs in a worker thread; the model serialises its own calls)."""
+        return await asyncio.to_thread(self.ask, question)
+
+    # ------------------------------------------------------------ steps
+    def _run_step(self, q: str, expert: Expert, args_dict: dict[str, Any], raw: str) -> tuple[Step, Any, str | None]:
+        step = Step(expert=expert.name, args=args_dict, raw_output=raw)
+        t0 = time.perf_counter()
+        try:
+            args = expert.parse_args(args_dict)
+            result = expert.run(args)
+            step.result, step.result_text, step.sources = result.value, result.text, list(result.sources)
+            step.timings["run"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            text = expert.render_answer(q, args, result)
+            step.timings["compose"] = time.perf_counter() - t1
+            return step, result, text
+        except ExpertError as exc:
+            step.error = str(exc)
+        except Exception as exc:  # an expert's bug is reported, never crashes the system
+            step.error = f"{type(exc).__name__} in expert '{expert.name}': {exc}"
+        step.timings["run"] = time.perf_counter() - t0
+        return step, None, None
+
+    def _run_expert(self, q: str, decision: RouteDecision, trace: Trace) -> tuple[Answer | None, str]:
+        expert = self.registry.get(decision.expert)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)
+        trace.steps.append(step)
+        if step.error is not None and hasattr(self.router, "repair_args"):
+            # the expert rejected the arguments (unknown column, unparseable expression ...):
+            # show the router its output and the error, once
+            args, raw, err = self.router.repair_args(q, expert, decision.raw_output, step.error)
+            if err is None and args is not None:
+                step, result, text = self._run_step(q, expert, args, raw)
+                trace.steps.append(step)
+            else:
+                trace.steps.append(Step(expert=expert.name, raw_output=raw, error=f"repair failed: {err}"))
+        trace.timings["run"] = time.perf_counter() - t0
+        if step.error is not None or text is None:
+            return None, f"expert '{expert.name}' failed: {step.error}"
+        return Answer(text=text, value=result.value, expert=expert.name, trace=trace), ""
+
+    def _fallback(self, q: str, trace: Trace, reason: str) -> Answer:
+        trace.fallback = True
+        trace.fallback_reason = reason
+        step = Step(expert=FALLBACK)
+        t0 = time.perf_counter()
+        try:
+            text = self.backend.chat(
+                [{"role": "system", "content": _FALLBACK_SYSTEM}, {"role": "user", "content": q}],
+                max_new_tokens=self.fallback_max_tokens,
+            )
+            step.raw_output = text
+            step.result_text = text
+            if not text.strip():
+                text = "I could not find an answer to that."
+        except BackendError as exc:
+            step.error = str(exc)
+            text = f"Sorry, I could not answer: {exc}"
+        step.timings["run"] = time.perf_counter() - t0
+        trace.steps.append(step)
+        trace.timings["fallback"] = step.timings["run"]
+        return Answer(text=text, value=None, expert=FALLBACK, trace=trace)

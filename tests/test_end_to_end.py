@@ -1,0 +1,55 @@
+"""A representative handful of real questions through the real SmolLM2-135M, end to end (slow).
+
+Greedy decoding is deterministic, so the answers' values are asserted exactly.
+The whole question file runs in ``benchmarks/questions.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mrkl import FALLBACK, MRKL
+from mrkl.evaluation import answer_matches
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def system(smollm2):
+    return MRKL(backend=smollm2)
+
+
+@pytest.mark.parametrize(
+    "question, expert, value, args",
+    [
+        ("what is fifty seven plus three?", "calculator", 60, {"expression": "57 + 3"}),
+        ("15% of 2,340", "calculator", 351, None),
+        ("solve 3x + 7 = 22", "calculator", [5], None),
+        ("How many albums does Led Zeppelin have?", "database", 14, None),
+        ("How many tracks are on the album Master Of Puppets?", "database", 8, None),
+    ],
+)
+def test_expert_questions_get_the_right_value(system, question, expert, value, args):
+    answer = system.ask(question)
+    assert answer.expert == expert, answer.trace.format()
+    assert not answer.trace.fallback
+    assert answer.value == value, answer.trace.format()
+    if args is not None:
+        assert answer.trace.decision.args == args
+    assert answer.trace.decision.confidence > 0.5
+
+
+def test_database_answer_lists_the_customers(system):
+    answer = system.ask("which customers live in Brazil?")
+    assert answer.expert == "database", answer.trace.format()
+    expected = ["Luís Gonçalves", "Eduardo Martins", "Alexandre Rocha", "Roberto Almeida", "Fernanda Ramos"]
+    assert answer_matches(answer.text, expected), answer.text
+    assert "database:Customer" in answer.trace.steps[-1].sources
+
+
+def test_question_no_expert_covers_goes_to_the_language_model(system):
+    answer = system.ask("Who wrote the novel Pride and Prejudice?")
+    assert answer.expert == FALLBACK
+    assert answer.trace.decision.expert is None
+    assert answer.trace.fallback_reason.startswith("no expert fits")
+    assert answer.text.strip()  # the model said something
