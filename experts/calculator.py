@@ -15,7 +15,10 @@ Security model: the expression is never given to ``eval`` or to
    types, names and functions,
 3. built into a sympy expression node by node, with resource guards before
    every operation that could explode (powers, factorials, binomials,
-   exponentials) and a size check after each one.
+   exponentials) and a size check after each one,
+4. computed under a wall-clock budget (:data:`DEFAULT_TIMEOUT_S`), for what the
+   static guards cannot foresee (sympy's ``solve`` on some transcendental
+   equations runs for minutes).
 
 Limits: at most :data:`MAX_INPUT_CHARS` characters, :data:`MAX_NESTING`
 levels of parentheses, :data:`MAX_NODES` terms and operations,
@@ -28,9 +31,10 @@ at most :data:`MAX_LITERAL_DIGITS` digits, exact results of at most
 from __future__ import annotations
 
 import ast
+import inspect
 import math
-import re
 import os
+import re
 import sys
 import time
 import warnings
@@ -49,6 +53,7 @@ __all__ = [
     "CalculatorExpert",
     "evaluate",
     "normalize",
+    "Normalized",
     "MAX_INPUT_CHARS",
     "MAX_LITERAL_DIGITS",
     "MAX_RESULT_DIGITS",
@@ -601,33 +606,39 @@ _SOLVE_HEAD_RE = re.compile(
 _SOLVE_RE = re.compile(r"^solve\b[\s,:]*(?:equation\s+)?", re.I)
 _SOLVE_TAIL_RE = re.compile(r"\s*,?\s+for\s+([A-Za-z])\s*$", re.I)
 _TRAILING_RE = re.compile(
-    r"(?:\s*(?:[?.;]|(?<![\w)])!|=\s*\?|\bplease|\bequals?|\bcome\s+to|\bmake|\bis))+\s*$", re.I
+    r"(?:\s*(?:[?.;]|(?<![\w)])!|=\s*\?|(?<![<>!=])=|\bplease|\bequals?|\bcome\s+to|\bmake|\bis))+\s*$", re.I
 )
 
 _UNICODE = [
     ("×", "*"), ("⋅", "*"), ("·", "*"), ("∗", "*"), ("÷", "/"), ("∕", "/"), ("−", "-"), ("–", "-"), ("—", "-"),
     ("²", "**2"), ("³", "**3"), ("π", "pi"), ("∞", "oo"), ("≠", "!="), ("≤", "<="), ("≥", ">="),
-    ("\u00a0", " "), ("\u2009", " "), ("\u202f", " "), ("’", "'"), ("‘", "'"), ("“", '"'), ("”", '"'),
+    ("$", ""), ("€", ""), ("£", ""), ("\u00a0", " "), ("\u2009", " "), ("\u202f", " "), ("’", "'"), ("‘", "'"), ("“", '"'), ("”", '"'),
 ]
 
 
 @dataclass
-class _Normalized:
+class Normalized:
+    """The output of :func:`normalize`.
+
+    Attributes:
+        text: Python-syntax math, e.g. ``"57 + 3"``; an equation keeps one ``=``.
+        solve: True when the input asked to solve ("solve ...", "find x if ...").
+        variable: the variable named by "solve for y" / "... for y", else None.
+    """
+
     text: str
     solve: bool
     variable: str | None
 
 
-def normalize(expression: str) -> _Normalized:
+def normalize(expression: str) -> Normalized:
     """Rewrite light English and common notation into Python-syntax math.
 
     Args:
         expression: what the router (or a user) wrote, e.g. ``"what is fifty seven plus three?"``.
 
     Returns:
-        An object with ``text`` (e.g. ``"57 + 3"``; an equation keeps one ``=``),
-        ``solve`` (True when the input asked to solve) and ``variable`` (from
-        "solve for y", else None).
+        A :class:`Normalized` (``text``, ``solve``, ``variable``).
 
     Raises:
         ExpertError: the input is not a string, is empty, or is longer than
@@ -731,8 +742,7 @@ def normalize(expression: str) -> _Normalized:
     s = re.sub(r"\)\s*(?=[\w(])", ")*", s)
 
     s = " ".join(s.split())
-    s = re.sub(r"\s*\*\s*\*\s*", "**", s)
-    return _Normalized(text=s.strip(), solve=solve, variable=variable)
+    return Normalized(text=s.strip(), solve=solve, variable=variable)
 
 
 # ===========================================================================
@@ -1315,7 +1325,9 @@ def _solve(lhs: sympy.Basic, rhs: sympy.Basic, variable: str | None, shown: str,
     except ExpertError:
         raise
     except Exception as exc:  # noqa: BLE001 - sympy raises many types for unsolvable input
-        raise ExpertError(f"could not solve {_quote(shown)} for {var_name}: {exc}") from None
+        reason = " ".join(str(exc).split())
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        raise ExpertError(f"could not solve {_quote(shown)} for {var_name}: {reason}") from None
     if isinstance(solutions, dict):
         solutions = [solutions[var]] if var in solutions else []
     solutions = [s for s in solutions if not (s.has(sympy.zoo) or s.has(sympy.nan))]
@@ -1362,6 +1374,9 @@ _INTERRUPTIBLE = tuple(
 )
 
 
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
 def _run_with_deadline(fn: Callable[[], ExpertResult], seconds: float | None) -> ExpertResult:
     """Run fn, raising :class:`_DeadlineExceeded` inside it once ``seconds`` have passed.
 
@@ -1376,12 +1391,17 @@ def _run_with_deadline(fn: Callable[[], ExpertResult], seconds: float | None) ->
     """
     if not seconds or seconds <= 0:
         return fn()
-    deadline = time.monotonic() + seconds
+    deadline = [time.monotonic() + seconds]
     previous = sys.gettrace()
     monotonic, interruptible = time.monotonic, _INTERRUPTIBLE
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if monotonic() > deadline and frame.f_code.co_filename.startswith(interruptible):
+        if (
+            monotonic() > deadline[0]
+            and not frame.f_code.co_flags & _GENERATOR_FLAGS  # e.g. generators closed while unwinding
+            and frame.f_code.co_filename.startswith(interruptible)
+        ):
+            deadline[0] = monotonic() + 0.5  # again later, should sympy swallow this one
             raise _DeadlineExceeded
         return previous(frame, event, arg) if previous is not None else None
 

@@ -314,6 +314,8 @@ class LLMRouter:
             BackendError: the model failed (e.g. the prompt is longer than its context).
         """
         scores = self.option_scores(question, experts)
+        if any(math.isnan(v) for v in scores.values()) or max(scores.values()) == -math.inf:
+            raise BackendError(f"the model returned unusable scores (NaN, or -inf for every option): {scores}")
         names = list(scores)
         top = max(scores.values())
         exp = [math.exp(scores[n] - top) for n in names]

@@ -275,7 +275,6 @@ HOSTILE = [
     "(" * 5000 + "1" + ")" * 5000,
     "1+" * 50000 + "1",
     "9" * 2000,
-    "9" * 999,
     "(" * 60 + "1" + ")" * 60,
     "-" * 900 + "1",
     "1+" * 499 + "1",
@@ -314,7 +313,6 @@ HOSTILE = [
     "x**(10**10) = 1",
     "x**11 = 1",
     "x + y + z = 1",
-    "sin(x) + x = 1",
 ]
 
 
@@ -353,23 +351,39 @@ def test_size_guard_messages():
 
 
 def test_large_but_allowed_results():
+    assert evaluate("9" * 999).value == int("9" * 999)
     assert evaluate("2**1000").value == 2**1000
     assert evaluate("factorial(1000)").value == sympy.factorial(1000)
     assert evaluate("(" * 40 + "1" + ")" * 40).value == 1
     assert evaluate("binomial(10**9, 3)").value == sympy.binomial(10**9, 3)
 
 
-def test_eval_is_never_called(monkeypatch):
+def test_eval_and_sympify_of_text_are_never_called(monkeypatch):
     import builtins
 
-    def boom(*_a, **_k):
-        raise AssertionError("eval/sympify must not be called")
+    def no_eval(*_a, **_k):
+        raise AssertionError("eval must not be called")
 
-    monkeypatch.setattr(builtins, "eval", boom)
-    monkeypatch.setattr(sympy, "sympify", boom)
-    monkeypatch.setattr(sympy.core.sympify, "sympify", boom)
+    sympify_module = sys.modules["sympy.core.sympify"]
+    real_sympify = sympify_module.sympify
+
+    def sympify_without_text(a, *args, **kwargs):
+        if isinstance(a, str):
+            raise AssertionError(f"sympify called on text {a!r}")
+        return real_sympify(a, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "eval", no_eval)
+    monkeypatch.setattr(sympy, "sympify", sympify_without_text)
+    monkeypatch.setattr(sympify_module, "sympify", sympify_without_text)
     assert evaluate("sqrt(8) + 15% of 2340").value == 2 * sympy.sqrt(2) + 351
     assert evaluate("solve 3x + 7 = 22").value == [5]
+    with pytest.raises(ExpertError):
+        evaluate("__import__('os').system('ls')")
+
+
+def test_hard_equation_is_an_expert_error():
+    with pytest.raises(ExpertError):
+        evaluate("sin(x) + x = 1")
 
 
 def test_timeout_interrupts_slow_computation():
