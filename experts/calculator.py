@@ -1710,3 +1710,15 @@ class CalculatorExpert(Expert):
             ExpertError: see :func:`evaluate`.
         """
         return evaluate(args.expression, timeout_s=self.timeout_s)  # type: ignore[attr-defined]
+
+    def symbolic_args(self, question: str) -> dict[str, Any] | None:
+        """The whole question as the expression, when the calculator's own English parser evaluates it.
+
+        "subtract 9 from 30 and double it" or "what is fifty seven plus three?" parse
+        without a language model; a question that does not parse gives ``None``.
+        """
+        try:
+            evaluate(question, timeout_s=self.timeout_s)
+        except ExpertError:
+            return None
+        return {"expression": question}

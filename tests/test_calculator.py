@@ -456,3 +456,13 @@ def test_exponential_and_trig_equations():
     assert evaluate("2**x = 8").value == [3]
     assert evaluate("sin(x) + cos(x) = 1").value == [0, sympy.pi / 2]
     assert evaluate("x*exp(x) = 1").value == [sympy.LambertW(1)]
+
+
+def test_symbolic_args_parse_plain_english_questions_only():
+    calc = CalculatorExpert()
+    args = calc.symbolic_args("subtract 9 from 30 and double it")
+    assert args == {"expression": "subtract 9 from 30 and double it"}
+    assert calc.run(calc.parse_args(args)).value == 42
+    assert calc.symbolic_args("What is fifty seven plus three?") == {"expression": "What is fifty seven plus three?"}
+    assert calc.symbolic_args("Who wrote Hamlet?") is None
+    assert calc.symbolic_args("__import__('os')") is None
