@@ -79,6 +79,13 @@ def test_model_emitting_garbage_everywhere_still_gets_an_answer():
 
 def test_garbage_arguments_from_the_model_fall_back_with_the_parse_error():
     backend = ScriptedBackend(card_scorer("calculator"), generator=lambda p: "\x00\x01 ]]] {{{", chat_reply="fallback")
-    answer = _system(backend).ask("what is 2 plus 2?")
+    answer = _system(backend).ask("compute the thing I mentioned")
     assert answer.expert == FALLBACK
     assert "not valid JSON" in answer.trace.decision.error
+
+
+def test_garbage_arguments_are_rescued_by_the_calculators_own_parser():
+    backend = ScriptedBackend(card_scorer("calculator"), generator=lambda p: "\x00\x01 ]]] {{{")
+    answer = _system(backend).ask("what is 2 plus 2?")
+    assert answer.expert == "calculator" and answer.value == 4
+    assert answer.trace.steps[-1].raw_output == "(expert's symbolic parser)"
