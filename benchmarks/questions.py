@@ -7,7 +7,7 @@ the share routed to the right expert, the share of right answers (a question is
 answered right when it was routed right and, for expert questions, the answer
 holds every expected part), per expert and overall, and the median seconds.
 
-    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--json out.json]
+    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--choice channel|direct] [--json out.json]
 
 Not run by CI; the model runs greedily, so a rerun on the same machine gives the same answers.
 """
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", default=str(ROOT / "examples" / "questions.txt"))
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--choice", choices=("channel", "direct"), default="channel", help="the router's expert scoring")
     ap.add_argument("--json", dest="json_out", help="also write every row and the summary as JSON")
     args = ap.parse_args(argv)
 
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_questions(args.file)
     from llm_backends.transformers_backend import TransformersBackend
 
-    system = MRKL(backend=TransformersBackend(args.model))
+    from router import LLMRouter
+
+    backend = TransformersBackend(args.model)
+    system = MRKL(backend=backend, router=LLMRouter(backend, choice=args.choice))
     # questions that are verbatim routing examples are flagged: they measure recall, not generalisation
     seen = {ex.question.strip().lower() for e in system.registry for ex in e.examples}
     rows = []
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"[{len(rows)}/{len(cases)}] {seconds:5.1f}s {'ok ' if right else 'BAD'} {case.question}", file=sys.stderr)
 
-    table = Table(title=f"mrkl on {args.file} — model {args.model}", show_lines=False)
+    table = Table(title=f"mrkl on {args.file} — model {args.model}, {args.choice} scoring", show_lines=False)
     for col in ("question", "expected", "chosen", "args", "answer", "route", "answer ok", "s"):
         table.add_column(col, overflow="fold")
     for r in rows:

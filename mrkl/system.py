@@ -160,9 +160,13 @@ class MRKL:
             Every other problem (bad model output, invalid arguments, an expert's error,
             a model failure while routing) is recorded in the trace and answered by the fallback.
         """
-        t_start = time.perf_counter()
         q = self.check_question(question)
         trace = Trace(question=q)
+        t_load = time.perf_counter()
+        self.router  # noqa: B018  (loads the model on first use; timed on its own, not as routing)
+        if (load := time.perf_counter() - t_load) > 0.05:
+            trace.timings["load_model"] = load
+        t_start = time.perf_counter()
         decision = self._route(q)
         trace.decision = decision
         trace.timings["route"] = time.perf_counter() - t_start
