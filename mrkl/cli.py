@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -33,6 +34,17 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn mrkl's errors into one line on stderr: exit 2 for a bad question, 1 otherwise."""
+    try:
+        yield
+    except InvalidQuestionError as exc:
+        _fail(str(exc), 2)
+    except (MRKLError, BackendError) as exc:
+        _fail(str(exc))
+
+
 def _system(model: str) -> Any:
     from mrkl.system import MRKL
 
@@ -51,14 +63,8 @@ def ask(
     model: str = ModelOpt,
 ) -> None:
     """Answer a question with the experts (or the language model as fallback)."""
-    try:
-        system = _system(model)
-        system.check_question(question)
-        answer = system.ask(question)
-    except InvalidQuestionError as exc:
-        _fail(str(exc), 2)
-    except (MRKLError, BackendError) as exc:
-        _fail(str(exc))
+    with _errors():
+        answer = _system(model).ask(question)
     if as_json:
         _dump(answer.to_dict())
         return
@@ -76,13 +82,8 @@ def route(
     model: str = ModelOpt,
 ) -> None:
     """Show the router's decision (expert, arguments, confidence) without running anything."""
-    try:
-        system = _system(model)
-        decision = system.route(question)
-    except InvalidQuestionError as exc:
-        _fail(str(exc), 2)
-    except (MRKLError, BackendError) as exc:
-        _fail(str(exc))
+    with _errors():
+        decision = _system(model).route(question)
     if as_json:
         _dump(decision.to_dict())
         return
@@ -103,10 +104,8 @@ def experts(as_json: bool = typer.Option(False, "--json", help="Print names, ori
     """List the available experts, where each came from, and their argument schemas."""
     from mrkl.system import default_registry
 
-    try:
+    with _errors():
         registry = default_registry()
-    except (MRKLError, BackendError) as exc:
-        _fail(str(exc))
     if as_json:
         _dump(registry.json_schema())
         return
