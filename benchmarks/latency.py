@@ -36,12 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from the GGUF conversion and loads
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-
-transformers.utils.logging.disable_progress_bar()
 
 from llm_backends.resolve import DEFAULT_MODEL, resolve_model  # noqa: E402
 from llm_backends.transformers_backend import TransformersBackend  # noqa: E402

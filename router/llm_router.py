@@ -56,8 +56,9 @@ DEFAULT_NONE_EXAMPLES: tuple[str, ...] = (
 _NONE_SUMMARY = "General knowledge, conversation, writing and advice: anything the other experts do not cover."
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
+# question words ("how many", "which", "what") stay: they tell a count from a listing
 _STOPWORDS = frozenset(
-    "a an the of in on at to is are was were be what which who whom how many much do does did for and or "
+    "a an the of in on at to is are was were be do does did for and or "
     "with by from me my i you your it its this that there their they please tell give show".split()
 )
 
@@ -67,12 +68,33 @@ def _words(text: str) -> set[str]:
     return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _WORD_RE.findall(text.lower()) if w not in _STOPWORDS}
 
 
-def lexical_similarity(a: str, b: str) -> float:
-    """Jaccard overlap of content words of two texts, in [0, 1] (0 when either has none)."""
+def lexical_similarity(a: str, b: str, weights: dict[str, float] | None = None) -> float:
+    """Weighted Jaccard overlap of the content words of two texts, in [0, 1] (0 when either has none).
+
+    Args:
+        a, b: the texts.
+        weights: word → weight (e.g. inverse document frequency); unlisted words weigh 1.
+    """
     wa, wb = _words(a), _words(b)
     if not wa or not wb:
         return 0.0
-    return len(wa & wb) / len(wa | wb)
+    w = weights or {}
+    union = sum(w.get(x, 1.0) for x in wa | wb)
+    return sum(w.get(x, 1.0) for x in wa & wb) / union if union else 0.0
+
+
+def idf_weights(texts: Sequence[str]) -> dict[str, float]:
+    """Inverse document frequency ``log(1 + N / df)`` of every content word of ``texts``.
+
+    Words that many examples share ("which", "how", "many") weigh less than the
+    ones that tell examples apart ("customers", "genre").
+    """
+    df: dict[str, int] = {}
+    for t in texts:
+        for word in _words(t):
+            df[word] = df.get(word, 0) + 1
+    n = len(texts)
+    return {word: math.log(1 + n / c) for word, c in df.items()}
 
 
 def _load_prompt(name: str) -> str:
@@ -213,8 +235,9 @@ class LLMRouter:
         return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
 
     def _nearest(self, question: str, items: list[tuple[str, Any]], k: int) -> list[tuple[str, Any]]:
-        """The k items whose question text is most similar to ``question``, least similar first."""
-        ranked = sorted(items, key=lambda it: lexical_similarity(question, it[0]), reverse=True)[:k]
+        """The k items whose question text is most similar to ``question`` (IDF-weighted), least similar first."""
+        weights = idf_weights([q for q, _ in items])
+        ranked = sorted(items, key=lambda it: lexical_similarity(question, it[0], weights), reverse=True)[:k]
         return list(reversed(ranked))
 
     def choice_prompt(self, question: str, experts: Sequence[Expert]) -> str:
