@@ -27,6 +27,8 @@ def system(smollm2):
         ("solve 3x + 7 = 22", "calculator", [5], None),
         ("How many albums does Led Zeppelin have?", "database", 14, None),
         ("How many tracks are on the album Master Of Puppets?", "database", 8, None),
+        ("How many customers live in the USA?", "database", 13, None),
+        ("subtract 9 from 30 and double it", "calculator", 42, None),
     ],
 )
 def test_expert_questions_get_the_right_value(system, question, expert, value, args):
@@ -40,9 +42,10 @@ def test_expert_questions_get_the_right_value(system, question, expert, value, a
 
 
 def test_database_answer_lists_the_customers(system):
-    answer = system.ask("which customers live in Brazil?")
+    answer = system.ask("Which customers live in Canada?")
     assert answer.expert == "database", answer.trace.format()
-    expected = ["Luís Gonçalves", "Eduardo Martins", "Alexandre Rocha", "Roberto Almeida", "Fernanda Ramos"]
+    expected = ["François Tremblay", "Mark Philips", "Jennifer Peterson", "Robert Brown", "Edward Francis",
+                "Martha Silk", "Aaron Mitchell", "Ellie Sullivan"]
     assert answer_matches(answer.text, expected), answer.text
     assert "database:Customer" in answer.trace.steps[-1].sources
 
