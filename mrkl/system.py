@@ -72,7 +72,7 @@ class MRKL:
         *,
         model: str = DEFAULT_MODEL,
         max_question_chars: int = 4000,
-        fallback_max_tokens: int = 200,
+        fallback_max_tokens: int = 160,
     ) -> None:
         if experts is None:
             self.registry = default_registry()

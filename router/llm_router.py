@@ -205,7 +205,7 @@ class LLMRouter:
         none_examples: Sequence[str] = DEFAULT_NONE_EXAMPLES,
         choice: str = "channel",
         min_confidence: float = 0.0,
-        max_arg_tokens: int = 160,
+        max_arg_tokens: int = 96,
         repair: bool = True,
         choice_template: str | None = None,
         args_template: str | None = None,
