@@ -211,6 +211,15 @@ class MRKL:
         """Run the chosen expert; when its arguments fail, try its symbolic parser, then one router repair."""
         expert = self.registry.get(decision.expert)  # type: ignore[arg-type]
         t0 = time.perf_counter()
+        symbolic = self._symbolic_args(expert, q)
+        if symbolic is not None:
+            # the expert's own parser understood the whole question: exact, so it goes first
+            step, result, text = self._run_step(q, expert, symbolic, "(expert's symbolic parser)")
+            trace.steps.append(step)
+            if text is not None:
+                trace.timings["run"] = time.perf_counter() - t0
+                return Answer(text=text, value=result.value, expert=expert.name, trace=trace), ""
+            symbolic = None
         if decision.ok:
             step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)
             trace.steps.append(step)
@@ -218,11 +227,6 @@ class MRKL:
         else:  # the router could not produce valid arguments
             trace.steps.append(Step(expert=expert.name, raw_output=decision.raw_output, error=decision.error))
             result, text, last_raw, last_error = None, None, decision.raw_output, decision.error
-        if text is None:
-            symbolic = self._symbolic_args(expert, q)
-            if symbolic is not None:
-                step, result, text = self._run_step(q, expert, symbolic, "(expert's symbolic parser)")
-                trace.steps.append(step)
         if text is None and decision.ok and hasattr(self.router, "repair_args"):
             # the expert rejected the router's arguments (unknown column, unparseable
             # expression ...): show the router its output and the error, once
