@@ -154,11 +154,10 @@ class Expert:
     def symbolic_args(self, question: str) -> dict[str, Any] | None:
         """Arguments from the expert's own symbolic parser of the whole question, if it has one.
 
-        The orchestrator calls this when the router's arguments fail (invalid, or
-        rejected by :meth:`run`), before asking the router to repair them: a parser
-        that succeeds is exact, where a small language model may not be (MRKL,
-        Karpas et al., 2022, Sec. 4: extracting arguments is the hard part). The
-        default has no parser and returns ``None``.
+        The orchestrator tries this before the router's arguments: a parser that
+        understands the whole question is exact, where a small language model may
+        not be (MRKL, Karpas et al., 2022, Sec. 4: extracting arguments is the hard
+        part). The default has no parser and returns ``None``.
 
         Returns:
             A JSON-compatible dict for :meth:`parse_args`, or ``None`` when the

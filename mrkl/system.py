@@ -4,8 +4,8 @@ Data flow of one question (Karpas et al., 2022, "MRKL Systems", Sec. 2):
 
     question ─► router.route ─► RouteDecision (expert + validated args, or none)
              ─► Expert.run(args) ─► ExpertResult
-                (args invalid or rejected → the expert's own symbolic parser of the question,
-                 then, for rejected args, one router repair showing the error)
+                (the expert's own symbolic parser of the question goes first when it has one;
+                 router args rejected by the expert → one router repair showing the error)
              ─► answer text (the expert's jinja2 template, or the result text)
              ─► Answer(text, value, expert, trace)
 
@@ -208,25 +208,21 @@ class MRKL:
         return step, None, None
 
     def _run_expert(self, q: str, decision: RouteDecision, trace: Trace) -> tuple[Answer | None, str]:
-        """Run the chosen expert; when its arguments fail, try its symbolic parser, then one router repair."""
+        """Run the chosen expert: its own symbolic parser first, then the router's arguments, then one repair."""
         expert = self.registry.get(decision.expert)  # type: ignore[arg-type]
         t0 = time.perf_counter()
+        result, text = None, None
         symbolic = self._symbolic_args(expert, q)
         if symbolic is not None:
             # the expert's own parser understood the whole question: exact, so it goes first
             step, result, text = self._run_step(q, expert, symbolic, "(expert's symbolic parser)")
             trace.steps.append(step)
-            if text is not None:
-                trace.timings["run"] = time.perf_counter() - t0
-                return Answer(text=text, value=result.value, expert=expert.name, trace=trace), ""
-            symbolic = None
-        if decision.ok:
+        if text is None and decision.ok:
             step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)
             trace.steps.append(step)
             last_raw, last_error = decision.raw_output, step.error
-        else:  # the router could not produce valid arguments
+        elif text is None:  # the router could not produce valid arguments
             trace.steps.append(Step(expert=expert.name, raw_output=decision.raw_output, error=decision.error))
-            result, text, last_raw, last_error = None, None, decision.raw_output, decision.error
         if text is None and decision.ok and hasattr(self.router, "repair_args"):
             # the expert rejected the router's arguments (unknown column, unparseable
             # expression ...): show the router its output and the error, once
