@@ -114,7 +114,6 @@ USER_AGENT = "mrkl-http-expert/0.1 (MRKL system; python-httpx)"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _MAX_BACKOFF_S = 8.0
-_CHUNK = 64 * 1024
 
 #: Failure kinds that :meth:`HTTPAPIExpert.run` answers with a clear message instead of raising.
 ANSWER_KINDS = frozenset({"unreachable", "timeout", "server_error", "too_large", "bad_response", "config", "not_found"})
@@ -881,7 +880,7 @@ class HTTPAPIExpert(Expert):
                 )
             body = bytearray()
             if resp.status_code not in (301, 302, 303, 307, 308):
-                for chunk in resp.iter_bytes(_CHUNK):
+                for chunk in resp.iter_bytes():  # as the network delivers it
                     body += chunk
                     if len(body) > cap:
                         raise HTTPExpertError(
