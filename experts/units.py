@@ -156,11 +156,13 @@ def _fmt(x: float) -> str:
     return f"{rounded:,.{decimals}f}".rstrip("0").rstrip(".")
 
 
+#: pint symbols that read badly in an answer → what people write.
+_DISPLAY = {"l": "L", "cp": "cup", "floz": "fl oz", "mi/h": "mph", "tbsp": "tbsp", "tsp": "tsp"}
+
+
 def _symbol(unit: pint.Unit) -> str:
     text = f"{unit:~P}"
-    if text == "l":  # a lone lower-case l reads as the digit 1
-        return "L"
-    return text or str(unit)
+    return _DISPLAY.get(text, text) or str(unit)
 
 
 def convert(value: Any, from_unit: str, to_unit: str) -> ExpertResult:

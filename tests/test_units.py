@@ -22,7 +22,7 @@ from router import LLMRouter
         (98.6, "°F", "°C", 37.0, "98.6 °F = 37 °C"),
         (1, "pound", "ounces", 16.0, "1 lb = 16 oz"),
         (70, "kg", "lbs", 154.3236179, "70 kg = 154.324 lb"),
-        (60, "mph", "km/h", 96.56064, "60 mi/h = 96.5606 km/h"),
+        (60, "mph", "km/h", 96.56064, "60 mph = 96.5606 km/h"),
         (3, "gallons", "liters", 11.356235352, "3 gal = 11.3562 L"),
         (50, "square meters", "square feet", 538.1955208, "50 m² = 538.196 ft²"),
         (1, "cubic meter", "liters", 1000.0, "1 m³ = 1,000 L"),
@@ -30,7 +30,8 @@ from router import LLMRouter
         ("a", "mile", "feet", 5280.0, "1 mi = 5,280 ft"),
         (1, "light year", "km", 9.4607304725808e12, "1 ly = 9,460,730,000,000 km"),
         (1, "nautical mile", "meters", 1852.0, "1 nmi = 1,852 m"),
-        (12, "fl oz", "ml", 354.8823, "12 floz = 354.882 ml"),
+        (3, "cups", "milliliters", 709.76471, "3 cup = 709.765 ml"),
+        (12, "fl oz", "ml", 354.8823, "12 fl oz = 354.882 ml"),
     ],
 )
 def test_conversions(value, src, dst, expected, text):
