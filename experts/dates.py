@@ -42,6 +42,7 @@ from mrkl.expert import Expert, ExpertResult, RoutingExample
 __all__ = ["DatesExpert", "parse_date", "compute"]
 
 _MAX_AMOUNT = 3_660_000  # about 10,000 years of days
+_MAX_QUESTION_CHARS = 200  # longer questions are left to the router (bounds the parser's regex time)
 Unit = Literal["days", "weeks", "months", "years", "business days"]
 Operation = Literal["add", "subtract", "between", "weekday", "info"]
 
@@ -457,6 +458,8 @@ class DatesExpert(Expert):
         ("what weekday is 90 days after 3 March 2026", "days between 1 Jan 2026 and 25 Dec 2026",
         "what day of the week was 20 July 1969", "is 2028 a leap year") and it computes; else ``None``."""
         q = " ".join(question.split()).rstrip("?!. ")
+        if len(q) > _MAX_QUESTION_CHARS:  # a calendar question is short; long text would only cost regex time
+            return None
         for pat, build in _PATTERNS:
             m = pat.fullmatch(q)
             if not m:

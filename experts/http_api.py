@@ -91,7 +91,7 @@ import jmespath.exceptions
 import yaml
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from mrkl.errors import ExpertError
 from mrkl.expert import Expert, ExpertResult, RoutingExample
@@ -114,6 +114,9 @@ USER_AGENT = "mrkl-http-expert/0.1 (MRKL system; python-httpx)"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _MAX_BACKOFF_S = 8.0
+
+#: Questions longer than this are not matched against a definition's ``patterns``.
+MAX_PATTERN_QUESTION_CHARS = 300
 
 #: Failure kinds that :meth:`HTTPAPIExpert.run` answers with a clear message instead of raising.
 ANSWER_KINDS = frozenset({"unreachable", "timeout", "server_error", "too_large", "bad_response", "config", "not_found"})
@@ -295,8 +298,6 @@ def _build_args_model(spec: HTTPExpertSpec) -> type[BaseModel]:
                     v = v.lower()
             out[fname] = v
         return out
-
-    from pydantic import model_validator
 
     validators = {"_normalise": model_validator(mode="before")(classmethod(normalise))}
     return create_model(
@@ -489,12 +490,15 @@ class HTTPAPIExpert(Expert):
         """Arguments from the definition's ``patterns`` when one matches the whole question.
 
         The question's trailing punctuation is ignored; the named groups become
-        arguments (normalised by ``case``/``aliases``) and must validate.
+        arguments (normalised by ``case``/``aliases``) and must validate. Questions
+        longer than :data:`MAX_PATTERN_QUESTION_CHARS` are not matched.
 
         Returns:
             A JSON-compatible dict, or ``None`` when no pattern matches or the match does not validate.
         """
         q = " ".join(question.split()).rstrip("?!. ")
+        if len(q) > MAX_PATTERN_QUESTION_CHARS:  # bounds the time a definition's regex can take
+            return None
         for pat in self._patterns:
             m = pat.fullmatch(q)
             if not m:

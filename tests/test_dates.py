@@ -189,3 +189,11 @@ def test_through_the_system():
     answer = system.ask("What weekday is 90 days after 3 March 2026?")
     assert answer.expert == "dates" and answer.value == "2026-06-01"
     assert "Monday, 1 June 2026" in answer.text
+
+
+def test_a_long_hostile_question_does_not_stall_the_parser():
+    import time
+
+    t0 = time.perf_counter()
+    assert DatesExpert(today=TODAY).symbolic_args("how many days between " + "1 and " * 700 + "x") is None
+    assert time.perf_counter() - t0 < 0.5

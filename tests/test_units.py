@@ -145,3 +145,11 @@ def test_through_the_system_the_parser_beats_wrong_router_args():
     answer = MRKL(experts=[UnitsExpert()], backend=backend, router=LLMRouter(backend)).ask("how many km is 26.2 miles?")
     assert answer.expert == "units" and answer.text == "26.2 mi = 42.1648 km"
     assert answer.value == pytest.approx(42.1648128)
+
+
+def test_a_long_hostile_question_does_not_stall_the_parser():
+    import time
+
+    t0 = time.perf_counter()
+    assert UnitsExpert().symbolic_args("how many " + "a " * 1990 + "is 5 x") is None
+    assert time.perf_counter() - t0 < 0.5
