@@ -322,7 +322,7 @@ _DIR = r"(?P<dir>after|from|since|before|prior to|later than|earlier than)"
 _pattern(
     rf"(?:what|which) (?:day(?: of the week)?|weekday|date|day and date) (?:is|was|will it be|will be|would be|falls?|comes?) {_N} {_U} {_DIR} {_D}"
 )(_shift_args)
-_pattern(rf"(?:what(?:'s| is) )?(?:the date )?{_N} {_U} {_DIR} {_D}")(_shift_args)
+_pattern(rf"(?:what(?:'s| is| was| will be| would be) )?(?:the date )?{_N} {_U} {_DIR} {_D}")(_shift_args)
 _pattern(rf"what (?:will|would) the (?:date|day) be {_N} {_U} {_DIR} {_D}")(_shift_args)
 _pattern(rf"(?:what is |what's )?{_D} (?P<sign>plus|\+|minus|-) {_N} {_U}")(
     lambda g: {**_shift_args({**g, "dir": "before" if g["sign"].lower() in ("minus", "-") else "after"})}

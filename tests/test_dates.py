@@ -145,6 +145,7 @@ def test_args_schema():
         ("What weekday is 90 days after 3 March 2026?", {"operation": "add", "date": "3 March 2026", "amount": 90, "unit": "days"}),
         ("days between 1 Jan 2026 and 25 Dec 2026", {"operation": "between", "date": "1 Jan 2026", "end_date": "25 Dec 2026", "unit": "days"}),
         ("What day of the week was 20 July 1969?", {"operation": "weekday", "date": "20 July 1969", "unit": "days"}),
+        ("What was the date 30 days before 15 March 2026?", {"operation": "subtract", "date": "15 March 2026", "amount": 30, "unit": "days"}),
         ("what is 3 March 2026 plus 2 weeks", {"operation": "add", "date": "3 March 2026", "amount": 2, "unit": "weeks"}),
         ("two fortnights after 1 March 2026", {"operation": "add", "date": "1 March 2026", "amount": 4, "unit": "weeks"}),
         ("How many weeks until New Year?", {"operation": "between", "date": "today", "end_date": "New Year", "unit": "weeks"}),
