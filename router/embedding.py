@@ -299,6 +299,19 @@ class EmbeddingRouter:
         offsets = np.cumsum([0] + [m.shape[0] for m in mats[:-1]])
         return np.concatenate(mats, axis=0), offsets
 
+    def _aggregate_matrix(self, experts: Sequence[Expert], qvecs: np.ndarray) -> np.ndarray:
+        """Aggregated similarities of several question vectors ``(n, dim)`` with each expert: ``(len(experts), n)``."""
+        mat, offsets = self._stacked(experts)
+        sims = mat @ qvecs.T
+        if self.aggregate == "max":
+            return np.maximum.reduceat(sims, offsets, axis=0).astype(np.float64)
+        bounds = list(offsets[1:]) + [sims.shape[0]]
+        out = np.empty((len(experts), sims.shape[1]), dtype=np.float64)
+        for i, (a, b) in enumerate(zip(offsets, bounds)):
+            n = min(self.top_n, b - a)
+            out[i] = np.sort(sims[a:b], axis=0)[-n:].mean(axis=0)
+        return out
+
     def scores(self, question: str, experts: Sequence[Expert]) -> np.ndarray:
         """Aggregated cosine similarity of ``question`` with each expert, in the experts' order.
 
@@ -315,13 +328,8 @@ class EmbeddingRouter:
         if not experts:
             return np.zeros(0)
         self.prepare(experts)
-        qvec = self.embed([" ".join(question.split())])[0]
-        mat, offsets = self._stacked(experts)
-        sims = mat @ qvec
-        if self.aggregate == "max":
-            return np.maximum.reduceat(sims, offsets).astype(np.float64)
-        bounds = list(offsets[1:]) + [len(sims)]
-        return np.array([self._aggregate(sims[a:b]) for a, b in zip(offsets, bounds)], dtype=np.float64)
+        qvec = self.embed([" ".join(question.split())])
+        return self._aggregate_matrix(experts, qvec)[:, 0]
 
     def probabilities(self, scores: Sequence[float], names: Sequence[str]) -> dict[str, float]:
         """Calibrated probabilities of each expert and ``"none"``: softmax of ``[scores..., τ] / T``."""
@@ -414,11 +422,20 @@ class EmbeddingRouter:
         all_experts = {e.name: e for it in items for e in it[2]}
         self.prepare(all_experts.values())
         qvecs = self.embed([" ".join(q.split()) for q, *_ in items])
-        rows: list[tuple[np.ndarray, int]] = []  # (scores, label index or -1 for none)
-        for (q, label, cands, owner), qv in zip(items, qvecs):
-            leave = " ".join(q.split()) if owner else None
-            s = self._scores_from_vector(qv, cands, leave_out=leave, owner=owner)
-            rows.append((s, -1 if label is None else [c.name for c in cands].index(label)))
+        rows: list[tuple[np.ndarray, int]] = [None] * len(items)  # type: ignore[list-item]  # (scores, label or -1)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_q, _label, cands, _owner) in enumerate(items):
+            groups.setdefault(tuple(c.name for c in cands), []).append(i)
+        for names, idx in groups.items():
+            cands = items[idx[0]][2]
+            sims = self._aggregate_matrix(cands, qvecs[idx])  # (len(cands), len(idx))
+            for col, i in enumerate(idx):
+                q, label, _c, owner = items[i]
+                s = sims[:, col].copy()
+                if owner is not None:  # leave-one-out: the example is not one of its own expert's texts
+                    j = names.index(owner)
+                    s[j] = self._scores_from_vector(qvecs[i], [cands[j]], " ".join(q.split()), owner)[0]
+                rows[i] = (s, -1 if label is None else names.index(label))
 
         best = np.array([r[0].max() for r in rows])
         argbest = np.array([int(r[0].argmax()) for r in rows])

@@ -1,0 +1,132 @@
+"""Two-stage routing: an embedding shortlist, then the LLM router among the shortlisted experts.
+
+Stage 1 (:class:`router.embedding.EmbeddingRouter`, milliseconds): rank every
+expert by the cosine similarity of the question with the expert's description
+and routing examples, keep the top ``k``. Stage 2 (:class:`router.LLMRouter`):
+score only those ``k`` experts and "none" under the language model, then
+extract the chosen expert's arguments. The language model's prompts hold only
+the shortlisted experts, so routing scales to hundreds of experts at the cost
+of ``k + 1`` scorings instead of ``n + 1`` (the retrieve-then-rerank pattern of
+tool retrieval, e.g. Qin et al., 2023, "ToolLLM", Sec. 2.3; Patil et al., 2023,
+"Gorilla", Sec. 3.2).
+
+The trace (``RouteDecision``) carries the shortlist with its similarities and the
+time of each stage: ``embedding_shortlist``, ``choose_expert``, ``extract_args``.
+If the embedding model is missing or fails, the LLM router decides over all
+experts and the decision's ``notes`` say so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mrkl.expert import Expert
+from mrkl.registry import ExpertRegistry
+from mrkl.trace import RouteDecision
+from router.embedding import EmbeddingRouter
+
+__all__ = ["TwoStageRouter", "DEFAULT_SHORTLIST_K"]
+
+DEFAULT_SHORTLIST_K = 3
+
+
+class TwoStageRouter:
+    """Embedding shortlist of ``k`` experts, then the LLM router decides among them (+ "none").
+
+    Args:
+        llm: the second stage, an :class:`router.LLMRouter` (anything with
+            ``route(question, registry)`` and ``repair_args``).
+        embedding: the first stage; default an :class:`EmbeddingRouter` on all-MiniLM-L6-v2.
+        k: experts kept by the shortlist (default 3). With ``k`` or fewer experts the
+            shortlist keeps all of them (still ranked, for the trace).
+        auto_fit: fit the embedding router's none threshold and temperature
+            (:meth:`EmbeddingRouter.fit`, leave-one-out on the experts' routing examples)
+            the first time it meets a set of experts, and again when the set changes.
+        none_gate: when True, a question whose best similarity is below the embedding
+            router's none threshold goes to the fallback without asking the LLM (faster;
+            off by default, so "none" is decided by the LLM router among the shortlist).
+
+    Raises:
+        ValueError: ``k < 1``.
+    """
+
+    def __init__(
+        self,
+        llm: Any,
+        embedding: EmbeddingRouter | None = None,
+        *,
+        k: int = DEFAULT_SHORTLIST_K,
+        auto_fit: bool = True,
+        none_gate: bool = False,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.llm = llm
+        self.embedding = embedding if embedding is not None else EmbeddingRouter()
+        self.k = k
+        self.auto_fit = auto_fit
+        self.none_gate = none_gate
+        self._fitted_on: frozenset[tuple[str, str]] | None = None
+
+    # the LLM router's argument methods, for callers that use them directly
+    def extract_args(self, question: str, expert: Expert, **kw: Any) -> tuple[dict[str, Any] | None, str, str | None]:
+        """Arguments for ``expert`` from the LLM router (one attempt); see :meth:`LLMRouter.extract_args`."""
+        return self.llm.extract_args(question, expert, **kw)
+
+    def repair_args(
+        self, question: str, expert: Expert, previous: str, error: str
+    ) -> tuple[dict[str, Any] | None, str, str | None]:
+        """Re-extract arguments with the LLM router, showing ``previous`` and ``error``."""
+        return self.llm.repair_args(question, expert, previous, error)
+
+    def _maybe_fit(self, experts: list[Expert]) -> None:
+        if not self.auto_fit:
+            return
+        key = frozenset((e.name, self.embedding._fingerprint(e, self.embedding.expert_texts(e))) for e in experts)
+        if key != self._fitted_on:
+            self.embedding.fit(experts)
+            self._fitted_on = key
+
+    def route(self, question: str, registry: ExpertRegistry) -> RouteDecision:
+        """Shortlist by embeddings, then choose and extract arguments with the LLM router.
+
+        Returns:
+            The LLM router's :class:`RouteDecision` over the shortlist, with ``shortlist``
+            (name, cosine similarity), ``timings["embedding_shortlist"]`` and, when the
+            embedding stage was unavailable, a note in ``notes``.
+
+        Raises:
+            BackendError: as :meth:`LLMRouter.route` (the orchestrator turns it into a fallback).
+        """
+        experts = list(registry)
+        if not experts:
+            return RouteDecision(question=question, expert=None, reason="no experts registered")
+        t0 = time.perf_counter()
+        try:
+            self._maybe_fit(experts)
+            t0 = time.perf_counter()  # a fit (once per expert set) is not part of this question's shortlist time
+            ranking = self.embedding.rank(question, experts)
+        except Exception as exc:  # noqa: BLE001 - a missing or broken embedding model: LLM over all experts
+            decision = self.llm.route(question, registry)
+            decision.notes.append(f"embedding shortlist unavailable ({exc}); the LLM router scored all {len(experts)} experts")
+            return decision
+        shortlist = ranking.top(self.k)
+        took = time.perf_counter() - t0
+        if self.none_gate and ranking.scores[0] < self.embedding.none_threshold:
+            decision = RouteDecision(question=question, expert=None)
+            decision.reason = (
+                f"no expert fits: best similarity {ranking.scores[0]:.2f} < none threshold "
+                f"{self.embedding.none_threshold:.2f} (embedding gate)"
+            )
+            decision.confidence = ranking.probabilities["none"]
+            decision.shortlist = shortlist
+            decision.timings["embedding_shortlist"] = took
+            return decision
+        sub = ExpertRegistry([registry.get(n) for n, _s in shortlist])
+        decision = self.llm.route(question, sub)
+        decision.shortlist = shortlist
+        decision.timings = {"embedding_shortlist": took, **decision.timings}
+        if len(experts) > self.k:
+            decision.notes.append(f"LLM router chose among the top {self.k} of {len(experts)} experts by embeddings")
+        return decision
