@@ -421,7 +421,13 @@ class EmbeddingRouter:
 
         all_experts = {e.name: e for it in items for e in it[2]}
         self.prepare(all_experts.values())
-        qvecs = self.embed([" ".join(q.split()) for q, *_ in items])
+        # questions that are already expert texts (the routing examples) reuse their cached vectors
+        known = {t: v for entry in self._cache.values() for t, v in zip(entry.texts, entry.vectors)}
+        texts = [" ".join(q.split()) for q, *_ in items]
+        missing = sorted({t for t in texts if t not in known})
+        if missing:
+            known.update(zip(missing, self.embed(missing)))
+        qvecs = np.stack([known[t] for t in texts])
         rows: list[tuple[np.ndarray, int]] = [None] * len(items)  # type: ignore[list-item]  # (scores, label or -1)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, (_q, _label, cands, _owner) in enumerate(items):

@@ -3,8 +3,9 @@
 Stage 1 (:class:`router.embedding.EmbeddingRouter`, milliseconds): rank every
 expert by the cosine similarity of the question with the expert's description
 and routing examples, keep the top ``k``. Stage 2 (:class:`router.LLMRouter`):
-score only those ``k`` experts and "none" under the language model, then
-extract the chosen expert's arguments. The language model's prompts hold only
+score only those ``k`` experts and "none" under the language model; the chosen
+expert's arguments come from its own symbolic parser when it understands the
+question, else the LLM router decodes them. The language model's prompts hold only
 the shortlisted experts, so routing scales to hundreds of experts at the cost
 of ``k + 1`` scorings instead of ``n + 1`` (the retrieve-then-rerank pattern of
 tool retrieval, e.g. Qin et al., 2023, "ToolLLM", Sec. 2.3; Patil et al., 2023,
@@ -21,14 +22,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from llm_backends.errors import BackendError
 from mrkl.expert import Expert
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
-from router.embedding import EmbeddingRouter
+from router.embedding import NONE, EmbeddingRouter
 
 __all__ = ["TwoStageRouter", "DEFAULT_SHORTLIST_K"]
 
 DEFAULT_SHORTLIST_K = 3
+
+
+#: ``raw_output`` of a decision whose arguments came from the expert's own symbolic parser
+SYMBOLIC_RAW = "(expert's symbolic parser)"
+
+
+def _symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
+    """The expert's own parse of the question, validated; None when it has none or it fails."""
+    try:
+        raw = expert.symbolic_args(question)
+        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
+        return None
 
 
 class TwoStageRouter:
@@ -46,6 +61,10 @@ class TwoStageRouter:
         none_gate: when True, a question whose best similarity is below the embedding
             router's none threshold goes to the fallback without asking the LLM (faster;
             off by default, so "none" is decided by the LLM router among the shortlist).
+        symbolic_first: after the LLM router chose an expert, take the arguments from that
+            expert's own symbolic parser (:meth:`mrkl.Expert.symbolic_args`) when it understands
+            the question, and decode with the LLM only when it does not (MRKL, Karpas et al.,
+            2022, Sec. 4: a symbolic parser is exact where a small model's extraction is not).
 
     Raises:
         ValueError: ``k < 1``.
@@ -59,6 +78,7 @@ class TwoStageRouter:
         k: int = DEFAULT_SHORTLIST_K,
         auto_fit: bool = True,
         none_gate: bool = False,
+        symbolic_first: bool = True,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -67,6 +87,7 @@ class TwoStageRouter:
         self.k = k
         self.auto_fit = auto_fit
         self.none_gate = none_gate
+        self.symbolic_first = symbolic_first
         self._fitted_on: frozenset[tuple[str, str]] | None = None
 
     # the LLM router's argument methods, for callers that use them directly
@@ -79,6 +100,57 @@ class TwoStageRouter:
     ) -> tuple[dict[str, Any] | None, str, str | None]:
         """Re-extract arguments with the LLM router, showing ``previous`` and ``error``."""
         return self.llm.repair_args(question, expert, previous, error)
+
+    def _second_stage(self, question: str, sub: ExpertRegistry) -> RouteDecision:
+        """The LLM router's expert choice among ``sub``; arguments from the expert's own parser when it has them.
+
+        With ``symbolic_first`` and an LLM router that has ``choose`` and ``extract_args``, the
+        chosen expert's :meth:`~mrkl.Expert.symbolic_args` go first (exact, and no decoding);
+        otherwise, or when the parser does not understand the question, the LLM router decodes
+        the arguments (one repair). Without ``symbolic_first`` it is ``llm.route``.
+        """
+        llm = self.llm
+        if not (self.symbolic_first and hasattr(llm, "choose") and hasattr(llm, "extract_args")):
+            return llm.route(question, sub)
+        experts = list(sub)
+        decision = RouteDecision(question=question, expert=None)
+        t0 = time.perf_counter()
+        try:
+            best, scores, probs = llm.choose(question, experts)
+        except BackendError as exc:
+            decision.error = f"expert choice failed: {exc}"
+            decision.timings["choose_expert"] = time.perf_counter() - t0
+            return decision
+        decision.timings["choose_expert"] = time.perf_counter() - t0
+        decision.scores = scores
+        ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
+        top_name, top_p = ranked[0]
+        decision.confidence = top_p
+        decision.alternatives = [(n, p) for n, p in ranked if n != (best or NONE)]
+        if best is None:
+            decision.reason = (
+                "the router chose none"
+                if top_name == NONE
+                else f"confidence {top_p:.2f} below {getattr(llm, 'min_confidence', 0.0)}"
+            )
+            return decision
+        decision.expert = best
+        decision.reason = "highest-scoring expert"
+        expert = sub.get(best)
+        t1 = time.perf_counter()
+        symbolic = _symbolic_args(expert, question)
+        if symbolic is not None:
+            args, raw, err = symbolic, SYMBOLIC_RAW, None
+            decision.attempts.append({"raw": raw, "error": None})
+        else:
+            args, raw, err = llm.extract_args(question, expert)
+            decision.attempts.append({"raw": raw, "error": err})
+            if err is not None and getattr(llm, "repair", True):
+                args, raw, err = llm.repair_args(question, expert, raw, err)
+                decision.attempts.append({"raw": raw, "error": err})
+        decision.timings["extract_args"] = time.perf_counter() - t1
+        decision.raw_output, decision.args, decision.error = raw, args, err
+        return decision
 
     def _maybe_fit(self, experts: list[Expert]) -> None:
         if not self.auto_fit:
@@ -124,7 +196,7 @@ class TwoStageRouter:
             decision.timings["embedding_shortlist"] = took
             return decision
         sub = ExpertRegistry([registry.get(n) for n, _s in shortlist])
-        decision = self.llm.route(question, sub)
+        decision = self._second_stage(question, sub)
         decision.shortlist = shortlist
         decision.timings = {"embedding_shortlist": took, **decision.timings}
         if len(experts) > self.k:

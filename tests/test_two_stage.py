@@ -78,12 +78,20 @@ def shared_embedding(big_registry):
     return r
 
 
+@pytest.fixture(scope="module")
+def builtin_embedding():
+    """An embedding router fitted on the built-in experts (shared: embedding is the slow part)."""
+    r = EmbeddingRouter()
+    r.fit(builtin_experts())
+    return r
+
+
 def _scored_cards(backend: ScriptedBackend) -> list[str]:
     return [p.split("\n", 1)[0].removeprefix("Expert: ") for kind, p in backend.calls if kind == "score"]
 
 
 def test_500_experts_prompt_holds_only_the_shortlist(big_registry, shared_embedding):
-    backend = ScriptedBackend(card_scorer("calculator"), outputs=['expression": "57 + 3"}'])
+    backend = ScriptedBackend(card_scorer("calculator"))
     router = TwoStageRouter(LLMRouter(backend), shared_embedding, k=3, auto_fit=False)
     d = router.route("what is fifty seven plus three?", big_registry)
     assert d.expert == "calculator"
@@ -91,10 +99,22 @@ def test_500_experts_prompt_holds_only_the_shortlist(big_registry, shared_embedd
     cards = _scored_cards(backend)
     assert len(cards) == 4  # the 3 shortlisted experts and "none", not 503
     assert set(cards) == {n for n, _ in d.shortlist} | {"none"}
-    gen_prompts = [p for kind, p in backend.calls if kind == "generate"]
-    assert all("population" not in p for p in gen_prompts)
-    assert set(d.timings) >= {"embedding_shortlist", "choose_expert"}
+    # the calculator's own parser understood the question: no argument decoding
+    assert d.args == {"expression": "what is fifty seven plus three?"}
+    assert d.raw_output == "(expert's symbolic parser)"
+    assert [k for k, _ in backend.calls] == ["score"] * 4
+    assert set(d.timings) >= {"embedding_shortlist", "choose_expert", "extract_args"}
     assert any("top 3 of 502" in n for n in d.notes)
+
+
+def test_500_experts_argument_prompt_holds_only_the_chosen_expert(big_registry, shared_embedding):
+    backend = ScriptedBackend(card_scorer("database"), outputs=['table": "Playlist", "aggregate": "count"}'])
+    router = TwoStageRouter(LLMRouter(backend), shared_embedding, k=3, auto_fit=False)
+    d = router.route("how many playlists are there in the store?", big_registry)
+    assert d.expert == "database" and d.args["table"] == "Playlist"
+    (gen_prompt,) = [p for kind, p in backend.calls if kind == "generate"]
+    assert "Expert: database" in gen_prompt
+    assert not any(f"{t}_" in gen_prompt for t in THINGS)  # no synthetic expert in the prompt
 
 
 def test_500_experts_shortlist_finds_a_synthetic_expert(big_registry, shared_embedding):
@@ -129,9 +149,9 @@ def test_missing_embedding_model_falls_back_to_llm_over_all_experts():
     assert len(_scored_cards(backend)) == 3
 
 
-def test_none_gate_skips_the_llm_for_off_topic_questions():
+def test_none_gate_skips_the_llm_for_off_topic_questions(builtin_embedding):
     backend = ScriptedBackend(card_scorer("calculator"))
-    router = TwoStageRouter(LLMRouter(backend), none_gate=True)
+    router = TwoStageRouter(LLMRouter(backend), builtin_embedding, none_gate=True, auto_fit=False)
     d = router.route("write a haiku about the autumn moon", ExpertRegistry(builtin_experts()))
     assert d.expert is None and "embedding gate" in d.reason
     assert backend.calls == []
@@ -142,12 +162,38 @@ def test_bad_k_is_refused():
         TwoStageRouter(LLMRouter(ScriptedBackend()), k=0)
 
 
-def test_mrkl_default_router_is_two_stage_and_traces_the_shortlist():
+def test_symbolic_first_off_decodes_arguments_with_the_llm(builtin_embedding):
     backend = ScriptedBackend(card_scorer("calculator"), outputs=['expression": "57 + 3"}'])
+    router = TwoStageRouter(LLMRouter(backend), builtin_embedding, symbolic_first=False)
+    d = router.route("what is fifty seven plus three?", ExpertRegistry(builtin_experts()))
+    assert d.expert == "calculator" and d.args == {"expression": "57 + 3"}
+    assert [k for k, _ in backend.calls].count("generate") == 1
+
+
+def test_symbolic_parser_that_does_not_understand_falls_back_to_llm_arguments(builtin_embedding):
+    backend = ScriptedBackend(card_scorer("calculator"), outputs=['expression": "96 / 5"}'])
+    router = TwoStageRouter(LLMRouter(backend), builtin_embedding)
+    d = router.route("If 5 friends split a $96 bill evenly, how much does each pay?", ExpertRegistry(builtin_experts()))
+    assert d.expert == "calculator" and d.args == {"expression": "96 / 5"}
+    assert d.raw_output == '{"expression": "96 / 5"}'
+
+
+def test_llm_choice_failure_is_a_decision_error(builtin_embedding):
+    def broken(prompt, continuation):
+        return float("nan")
+
+    router = TwoStageRouter(LLMRouter(ScriptedBackend(broken)), builtin_embedding)
+    d = router.route("what is 2 plus 2?", ExpertRegistry(builtin_experts()))
+    assert d.expert is None and "expert choice failed" in d.error and d.shortlist
+
+
+def test_mrkl_default_router_is_two_stage_and_traces_the_shortlist():
+    backend = ScriptedBackend(card_scorer("calculator"))
     system = MRKL(experts=builtin_experts(), backend=backend)
     assert isinstance(system.router, TwoStageRouter)
     answer = system.ask("what is fifty seven plus three?")
     assert answer.text == "60" and answer.expert == "calculator"
+    assert "generate" not in [k for k, _ in backend.calls]
     text = answer.trace.format()
     assert "shortlist: calculator" in text and "ms)" in text
     assert answer.to_dict()["trace"]["decision"]["shortlist"][0][0] == "calculator"
