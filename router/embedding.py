@@ -158,8 +158,9 @@ class EmbeddingRouter:
     Raises:
         ValueError: an unknown ``aggregate``, ``top_n < 1``, or a temperature ``<= 0``.
 
-    The expert embeddings are cached per expert (keyed by a hash of its name, description
-    and example questions): adding an expert embeds only that expert's texts.
+    The expert embeddings are cached per expert, keyed by a hash of its name, description
+    and example questions: adding an expert embeds only that expert's texts, and an expert
+    whose texts change is embedded again.
     """
 
     def __init__(
@@ -252,23 +253,28 @@ class EmbeddingRouter:
         Returns:
             How many texts were embedded now (0 when all were cached).
         """
-        todo: list[tuple[Expert, list[str], str]] = []
+        return self._ensure(experts)[1]
+
+    def _ensure(self, experts: Iterable[Expert]) -> tuple[list[str], int]:
+        """Cache keys of ``experts`` (a hash of name and texts), embedding the uncached ones: (keys, texts embedded)."""
+        keys: list[str] = []
+        todo: dict[str, list[str]] = {}
         for e in experts:
             texts = self.expert_texts(e)
-            fp = self._fingerprint(e, texts)
-            cached = self._cache.get(e.name)
-            if cached is None or cached.fingerprint != fp:
-                todo.append((e, texts, fp))
+            key = self._fingerprint(e, texts)
+            keys.append(key)
+            if key not in self._cache and key not in todo:
+                todo[key] = texts
         if not todo:
-            return 0
-        flat = [t for _e, texts, _fp in todo for t in texts]
+            return keys, 0
+        flat = [t for texts in todo.values() for t in texts]
         vecs = self.embed(flat)
         with self._lock:
             i = 0
-            for e, texts, fp in todo:
-                self._cache[e.name] = _ExpertTexts(fp, texts, vecs[i : i + len(texts)])
+            for key, texts in todo.items():
+                self._cache[key] = _ExpertTexts(key, texts, vecs[i : i + len(texts)])
                 i += len(texts)
-        return len(flat)
+        return keys, len(flat)
 
     # ------------------------------------------------------------ scores
     def _aggregate(self, sims: np.ndarray) -> float:
@@ -284,8 +290,9 @@ class EmbeddingRouter:
     ) -> np.ndarray:
         """Aggregated similarity of one question vector with each expert; ``leave_out`` is masked in ``owner``."""
         out = np.empty(len(experts), dtype=np.float64)
-        for i, e in enumerate(experts):
-            entry = self._cache[e.name]
+        keys, _ = self._ensure(experts)
+        for i, (e, key) in enumerate(zip(experts, keys)):
+            entry = self._cache[key]
             sims = entry.vectors @ qvec
             if leave_out is not None and e.name == owner:
                 keep = np.array([t != leave_out for t in entry.texts])
@@ -293,15 +300,16 @@ class EmbeddingRouter:
             out[i] = self._aggregate(sims)
         return out
 
-    def _stacked(self, experts: Sequence[Expert]) -> tuple[np.ndarray, np.ndarray]:
-        """All cached vectors of ``experts`` stacked, and the start offset of each expert's rows."""
-        mats = [self._cache[e.name].vectors for e in experts]
+    def _stacked(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The cached vectors of the experts with these keys stacked, and the start offset of each expert's rows."""
+        mats = [self._cache[k].vectors for k in keys]
         offsets = np.cumsum([0] + [m.shape[0] for m in mats[:-1]])
         return np.concatenate(mats, axis=0), offsets
 
     def _aggregate_matrix(self, experts: Sequence[Expert], qvecs: np.ndarray) -> np.ndarray:
         """Aggregated similarities of several question vectors ``(n, dim)`` with each expert: ``(len(experts), n)``."""
-        mat, offsets = self._stacked(experts)
+        keys, _ = self._ensure(experts)
+        mat, offsets = self._stacked(keys)
         sims = mat @ qvecs.T
         if self.aggregate == "max":
             return np.maximum.reduceat(sims, offsets, axis=0).astype(np.float64)
@@ -327,7 +335,6 @@ class EmbeddingRouter:
         experts = list(experts)
         if not experts:
             return np.zeros(0)
-        self.prepare(experts)
         qvec = self.embed([" ".join(question.split())])
         return self._aggregate_matrix(experts, qvec)[:, 0]
 
@@ -419,8 +426,7 @@ class EmbeddingRouter:
         if not items:
             raise ValueError("fit needs at least one labelled question with candidate experts")
 
-        all_experts = {e.name: e for it in items for e in it[2]}
-        self.prepare(all_experts.values())
+        self.prepare({id(e): e for it in items for e in it[2]}.values())
         # questions that are already expert texts (the routing examples) reuse their cached vectors
         known = {t: v for entry in self._cache.values() for t, v in zip(entry.texts, entry.vectors)}
         texts = [" ".join(q.split()) for q, *_ in items]

@@ -170,3 +170,18 @@ def test_question_in_another_language_routes_or_falls_back(fitted):
     best, rk = r.choose("¿Cuántos álbumes tiene Led Zeppelin?", experts)
     assert best == "database"  # the names and the question's shape carry across languages
     assert rk.probabilities["calculator"] < 0.05
+
+
+def test_an_expert_whose_texts_change_is_embedded_again():
+    def lookup(name: str) -> str:
+        """placeholder"""
+        return name
+
+    old = expert(lookup, name="lookup", description="Current weather and forecast for a city.")
+    new = expert(lookup, name="lookup", description="Count the letters of a word.")
+    r = EmbeddingRouter()
+    q = "how many letters are in the word banana?"
+    s_old = r.scores(q, [old])[0]
+    s_new = r.scores(q, [new])[0]
+    assert s_new > s_old + 0.1  # the new description is used, not the cached old one
+    assert r.scores(q, [old])[0] == pytest.approx(s_old)
