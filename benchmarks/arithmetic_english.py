@@ -375,11 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     questions = generate(args.n, args.seed)
     backend = TransformersBackend(args.model)
-    router = None
-    if args.router == "llm":
-        from router import LLMRouter
+    from router import LLMRouter
+    from router.two_stage import TwoStageRouter
 
+    router = None  # MRKL's default
+    if args.router == "llm":
         router = LLMRouter(backend)
+    elif args.no_symbolic:
+        router = TwoStageRouter(LLMRouter(backend), symbolic_first=False)
     cls = MRKL
     if args.no_symbolic:
 
