@@ -18,7 +18,9 @@ the calculator.
 Scorer (:func:`score`): a question is right when the system answered with the
 calculator and the answer's value equals the exact answer. The table gives n,
 right %, routed-to-calculator %, the share answered from the calculator's own
-symbolic parser vs from the LLM router's arguments, and seconds per question.
+symbolic parser vs from the LLM router's arguments, and seconds per question; a
+second table the p50 of each router stage (embedding shortlist, expert choice,
+argument extraction).
 
     python benchmarks/arithmetic_english.py [--n 200] [--seed 0] [--model M] [--router default|llm]
                                             [--no-symbolic] [--json out.json] [--show-misses]
@@ -326,6 +328,7 @@ def score(system: Any, questions: list[ArithmeticQuestion], progress: bool = Tru
                 "expression": ok_steps[-1].args.get("expression") if ok_steps and ok_steps[-1].args else None,
                 "right": right,
                 "seconds": took,
+                "stage_seconds": dict(d.timings) if d is not None else {},
             }
         )
         if progress:
@@ -347,6 +350,13 @@ def score(system: Any, questions: list[ArithmeticQuestion], progress: bool = Tru
         sub = [r for r in rows if r["n_ops"] == k]
         by_ops[k] = {"n": len(sub), "right_pct": 100.0 * sum(r["right"] for r in sub) / len(sub)}
     summary["by_n_ops"] = by_ops
+    stages: dict[str, list[float]] = {}
+    for r in rows:
+        for k, v in r["stage_seconds"].items():
+            if k != "route":
+                stages.setdefault(k, []).append(v)
+    summary["stage_p50_s"] = {k: statistics.median(v) for k, v in stages.items()}
+    summary["stage_n"] = {k: len(v) for k, v in stages.items()}
     return {"summary": summary, "rows": rows}
 
 
@@ -422,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in s["by_n_ops"].items():
         ops.add_row(str(k), str(v["n"]), f"{v['right_pct']:.1f}")
     console.print(ops)
+    st = Table(title="router stages, p50 per question")
+    for col in ("stage", "p50 (ms)", "questions"):
+        st.add_column(col, justify="right")
+    for k, v in s["stage_p50_s"].items():
+        st.add_row(k, f"{1000 * v:.1f}", str(s["stage_n"][k]))
+    console.print(st)
     if args.show_misses:
         for r in result["rows"]:
             if not r["right"]:
