@@ -174,14 +174,19 @@ class TwoStageRouter:
         experts = list(registry)
         if not experts:
             return RouteDecision(question=question, expert=None, reason="no experts registered")
-        t0 = time.perf_counter()
+        notes: list[str] = []
         try:
-            self._maybe_fit(experts)
+            try:
+                self._maybe_fit(experts)
+            except ValueError as exc:  # calibration only: the shortlist works with the current threshold
+                notes.append(
+                    f"embedding router not fitted ({exc}); its none threshold stays {self.embedding.none_threshold:.2f}"
+                )
             t0 = time.perf_counter()  # a fit (once per expert set) is not part of this question's shortlist time
             ranking = self.embedding.rank(question, experts)
         except Exception as exc:  # noqa: BLE001 - a missing or broken embedding model: LLM over all experts
             decision = self.llm.route(question, registry)
-            decision.notes.append(f"embedding shortlist unavailable ({exc}); the LLM router scored all {len(experts)} experts")
+            decision.notes.extend([*notes, f"embedding shortlist unavailable ({exc}); the LLM router scored all {len(experts)} experts"])
             return decision
         shortlist = ranking.top(self.k)
         took = time.perf_counter() - t0
@@ -199,6 +204,7 @@ class TwoStageRouter:
         decision = self._second_stage(question, sub)
         decision.shortlist = shortlist
         decision.timings = {"embedding_shortlist": took, **decision.timings}
+        decision.notes.extend(notes)
         if len(experts) > self.k:
             decision.notes.append(f"LLM router chose among the top {self.k} of {len(experts)} experts by embeddings")
         return decision

@@ -228,3 +228,16 @@ def test_500_experts_with_the_real_embedding_model(big_registry):
         r = router.shortlist(question, big_registry, k=3)
         assert right in r.experts, (question, r.top(3))
     assert router.texts_embedded == embedded + 4  # only the questions
+
+
+def test_a_fit_that_fails_keeps_the_shortlist_and_says_so(builtin_embedding, monkeypatch):
+    def bad_fit(*a, **kw):
+        raise ValueError("fit needs at least one labelled question")
+
+    r = EmbeddingRouter(builtin_embedding.encoder)
+    monkeypatch.setattr(r, "fit", bad_fit)
+    backend = ScriptedBackend(card_scorer("calculator"))
+    router = TwoStageRouter(LLMRouter(backend), r)
+    d = router.route("what is 6 times 7?", ExpertRegistry(builtin_experts()))
+    assert d.expert == "calculator" and d.shortlist
+    assert any("not fitted" in n for n in d.notes)
