@@ -15,7 +15,7 @@ from llm_backends.errors import ModelNotFoundError
 from mrkl import MRKL
 from mrkl.expert import FunctionExpert, RoutingExample
 from mrkl.registry import ExpertRegistry
-from router import LLMRouter
+from router import LLMRouter, Router
 from router.embedding import EmbeddingRouter
 from router.two_stage import TwoStageRouter
 from pydantic import BaseModel, ConfigDict
@@ -190,7 +190,7 @@ def test_llm_choice_failure_is_a_decision_error(builtin_embedding):
 def test_mrkl_default_router_is_two_stage_and_traces_the_shortlist():
     backend = ScriptedBackend(card_scorer("calculator"))
     system = MRKL(experts=builtin_experts(), backend=backend)
-    assert isinstance(system.router, TwoStageRouter)
+    assert isinstance(system.router, TwoStageRouter) and isinstance(system.router, Router)
     answer = system.ask("what is fifty seven plus three?")
     assert answer.text == "60" and answer.expert == "calculator"
     assert "generate" not in [k for k, _ in backend.calls]
