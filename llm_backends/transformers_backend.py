@@ -59,7 +59,7 @@ class TransformersBackend:
     Thread safety: calls are serialised with a lock (one forward pass at a time).
     """
 
-    capabilities = Capabilities(score=True, constrained_decoding=False, pcw=False, tool_calling=False)
+    capabilities = Capabilities(score=True, constrained_decoding=True, pcw=False, tool_calling=False)
 
     def __init__(
         self,
@@ -185,8 +185,21 @@ class TransformersBackend:
                 f"prompt of {n} tokens plus {extra} new tokens exceeds the model's context of {self.max_context} tokens"
             )
 
-    def generate_ids(self, prompt_ids: list[int], *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
-        """Greedy decoding from token ids; see :meth:`generate`."""
+    def generate_ids(
+        self,
+        prompt_ids: list[int],
+        *,
+        max_new_tokens: int = 128,
+        stop: Sequence[str] = (),
+        logits_hook: Callable[[list[int], Any], Any] | None = None,
+    ) -> str:
+        """Greedy decoding from token ids; see :meth:`generate`.
+
+        ``logits_hook(generated_ids, logits) -> logits`` (optional) is called before each
+        step with the ids generated so far and the next-token logits (1-D float tensor,
+        vocabulary size); the argmax is taken over what it returns. A grammar mask
+        (:class:`llm_backends.constrained.JSONSchemaConstraint`) plugs in here.
+        """
         torch = self._torch
         if not prompt_ids:
             raise BackendError("empty prompt")
@@ -196,7 +209,10 @@ class TransformersBackend:
             out_ids: list[int] = []
             text = ""
             for _ in range(max_new_tokens):
-                nxt = int(torch.argmax(logits[-1]))
+                last = logits[-1] if logits_hook is None else logits_hook(out_ids, logits[-1])
+                nxt = int(torch.argmax(last))
+                if logits_hook is not None and not bool(torch.isfinite(last[nxt])):
+                    break  # the hook allows no token at all
                 if nxt in self._eos_ids:
                     break
                 out_ids.append(nxt)
@@ -210,13 +226,21 @@ class TransformersBackend:
                 text = text[:cut]
         return text
 
-    def generate(self, prompt: str, *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 128,
+        stop: Sequence[str] = (),
+        logits_hook: Callable[[list[int], Any], Any] | None = None,
+    ) -> str:
         """Greedy continuation of a raw prompt (no chat template applied).
 
         Args:
             prompt: text to continue.
             max_new_tokens: upper bound on new tokens.
             stop: generation ends once any of these strings appears; the text is cut before it.
+            logits_hook: optional mask/bias applied before each greedy step (see :meth:`generate_ids`).
 
         Returns:
             The generated text only.
@@ -224,7 +248,7 @@ class TransformersBackend:
         Raises:
             BackendError: empty prompt, or prompt + max_new_tokens longer than the model context.
         """
-        return self.generate_ids(self.encode(prompt), max_new_tokens=max_new_tokens, stop=stop)
+        return self.generate_ids(self.encode(prompt), max_new_tokens=max_new_tokens, stop=stop, logits_hook=logits_hook)
 
     def chat(self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> str:
         """Greedy assistant reply, with the model's chat template (SmolLM2: ChatML)."""
