@@ -171,6 +171,13 @@ def number_spans(text: str) -> list[str]:
     return [m.group().replace(",", "") for m in _NUMBER_RE.finditer(text)]
 
 
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
 class CopyBias:
     """Bias decoding toward copying spans of a source text (the user's question).
 
@@ -186,6 +193,11 @@ class CopyBias:
         bonus: logit bonus (natural-log units) for a token that continues a span.
         end_ids: tokens that end the value (closing quote, end of sequence); they get the
             bonus where a span may end (at a word boundary of the source / the end of a number).
+        used_numbers: numbers (as written) already taken by other arguments; each use
+            removes one occurrence from the number spans, so the bias prefers the
+            numbers not used yet.
+        first_bonus: extra bonus for the first remaining number span in the source's order
+            (arguments tend to take the question's numbers in order).
 
     Call: ``bias(text_so_far, logits) -> logits`` (1-D tensor; a copy is changed).
     """
@@ -198,6 +210,8 @@ class CopyBias:
         mode: str = "string",
         bonus: float = 4.0,
         end_ids: Sequence[int] = (),
+        used_numbers: Sequence[str] = (),
+        first_bonus: float = 0.0,
     ) -> None:
         if mode not in ("string", "number", "json"):
             raise ValueError(f"mode must be 'string', 'number' or 'json', got {mode!r}")
@@ -208,6 +222,12 @@ class CopyBias:
         self.end_ids = list(end_ids)
         self._first: dict[str, int | None] = {}
         self.spans = number_spans(source)
+        for u in used_numbers:
+            for i, sp in enumerate(self.spans):
+                if _same_number(sp, u):
+                    del self.spans[i]
+                    break
+        self.first_bonus = first_bonus
         self.starts = [m.start() for m in re.finditer(r"(?<![\w'])[\w$€£-]", source)]
 
     def _first_token(self, text: str) -> int | None:
@@ -247,13 +267,16 @@ class CopyBias:
         toks: set[int] = set()
         can_end = False
         if mode == "number":
-            for span in self.spans:
+            self._first_tok = None
+            for k, span in enumerate(self.spans):
                 if span.startswith(cur):
                     rest = span[len(cur) :]
                     if rest:
                         t = self._first_token(rest)
                         if t is not None:
                             toks.add(t)
+                            if k == 0 and not cur:
+                                self._first_tok = t
                     elif cur:
                         can_end = True
             return toks, can_end
@@ -278,6 +301,9 @@ class CopyBias:
         for t in toks:
             if t < out.shape[0]:
                 out[t] += self.bonus
+        first = getattr(self, "_first_tok", None)
+        if first is not None and self.first_bonus and first < out.shape[0]:
+            out[first] += self.first_bonus
         if can_end:
             for t in self.end_ids:
                 if t < out.shape[0]:

@@ -426,7 +426,17 @@ def _valid(expert: Expert, args: Any) -> bool:
 
 
 class MRKLSystem:
-    """mrkl's pipeline for BFCL: embedding choice (or none) + per-field constrained arguments.
+    """mrkl's pipeline for BFCL: embedding ranking, constrained per-field arguments, calibrated none.
+
+    1. The embedding router (:class:`router.embedding.EmbeddingRouter`, all-MiniLM-L6-v2)
+       ranks the question's functions; the best one is the candidate.
+    2. The LLM router decodes its arguments one by one under each argument's JSON schema,
+       with a copy bias toward the question, and keeps optional arguments only when
+       grounded in the question (:class:`router.arguments.ConstrainedArguments`).
+    3. "None" is scored alongside: the candidate is called only when
+       ``cos − λ·(share of required arguments not grounded in the question) ≥ τ``
+       (:class:`router.relevance.RelevanceGate`); otherwise the system falls back to the
+       language model and says why. λ and τ come from :meth:`calibrate`.
 
     Args:
         backend: the local model (TransformersBackend).
@@ -437,47 +447,64 @@ class MRKLSystem:
     def __init__(self, backend: Any, embedding_router: Any = None, *, copy_bonus: float = 4.0) -> None:
         from router.embedding import EmbeddingRouter
         from router.llm_router import LLMRouter
+        from router.relevance import RelevanceGate
 
         self.arg_router = LLMRouter(backend, constrained=True, per_field=True, ground_optional=True, copy_bonus=copy_bonus, repair=False)
-        self.router = embedding_router or EmbeddingRouter(arg_router=self.arg_router)
-        self.router.arg_router = self.arg_router
-        self.fit_report: Any = None
+        self.router = embedding_router or EmbeddingRouter()
+        self.gate = RelevanceGate()
+        self.fit_report: dict[str, Any] = {}
 
-    def calibrate(self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase]) -> Any:
-        """Fit the none threshold (and temperature) on calibration cases: each relevant one labelled with its function, each irrelevant one with none."""
-        from router.embedding import LabelledQuestion
+    def _candidate(self, case: BFCLCase) -> tuple[list[BFCLExpert], BFCLExpert, float]:
+        exps = experts_for(case.functions)
+        r = self.router.rank(case.question, exps)
+        best = next(e for e in exps if e.name == r.experts[0])
+        return exps, best, float(r.scores[0])
 
-        labelled = []
-        for c in list(relevant) + list(irrelevant):
+    def _arguments(self, case: BFCLCase, expert: BFCLExpert) -> tuple[dict[str, Any] | None, str, str | None]:
+        _args, raw, err = self.arg_router.extract_args(case.question, expert)
+        if err is not None:
+            return None, raw, err
+        return json.loads(raw), raw, None
+
+    def calibrate(self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2) -> dict[str, Any]:
+        """Fit the none score (λ, τ) on calibration cases (relevant: should call; irrelevant: should not).
+
+        Arguments are decoded for every case whose similarity reaches ``floor`` (below it,
+        the ungrounded share is taken as 1).
+        """
+        from router.relevance import ungrounded_share
+
+        rows = []
+        for c, should in [(c, True) for c in relevant] + [(c, False) for c in irrelevant]:
             try:
-                exps = experts_for(c.functions)
+                _exps, best, sim = self._candidate(c)
             except BFCLSchemaError:
                 continue
-            label = None
-            if c.ground_truth:
-                want = next(iter(c.ground_truth))
-                label = next((e.name for e in exps if e.function_name == want), None)
-                if label is None:
-                    continue
-            labelled.append(LabelledQuestion(c.question, label, tuple(exps)))
-        self.fit_report = self.router.fit([], labelled, negatives=[], use_routing_examples=False)
+            u = 1.0
+            if sim >= floor:
+                args, _raw, _err = self._arguments(c, best)
+                u = ungrounded_share(args, best.schema, c.question)
+            rows.append((sim, u, should))
+        self.fit_report = self.gate.fit(rows)
         return self.fit_report
 
     def predict(self, case: BFCLCase) -> Prediction:
-        from mrkl.registry import ExpertRegistry
+        from router.relevance import ungrounded_share
 
-        exps = experts_for(case.functions)
-        decision = self.router.route(case.question, ExpertRegistry(exps))
-        if decision.expert is None:
-            return Prediction(None, "", None, f"fallback to the language model: {decision.reason or decision.error}")
-        expert = next(e for e in exps if e.name == decision.expert)
-        if decision.error or decision.args is None:
-            return Prediction(None, decision.raw_output or "", False, f"arguments failed: {decision.error}")
-        try:
-            args = json.loads(decision.raw_output)
-        except ValueError:
-            return Prediction(None, decision.raw_output, False, "arguments are not JSON")
-        return Prediction((expert.function_name, args), decision.raw_output, _valid(expert, args))
+        _exps, best, sim = self._candidate(case)
+        if sim < self.gate.threshold:  # the score can only go down from here
+            return Prediction(None, "", None, f"fallback to the language model: best {best.function_name} similarity {sim:.2f} < none {self.gate.threshold:.2f}")
+        args, raw, err = self._arguments(case, best)
+        u = ungrounded_share(args, best.schema, case.question)
+        if not self.gate.accepts(sim, u):
+            return Prediction(
+                None, raw, None,
+                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u):.2f} "
+                f"(similarity {sim:.2f}, ungrounded {u:.2f}) < none {self.gate.threshold:.2f}",
+            )
+        if err is not None or args is None:
+            return Prediction(None, raw, False, f"arguments failed: {err}")
+        return Prediction((best.function_name, args), raw, _valid(best, args))
 
 
 _NAIVE_SYSTEM = (
@@ -605,7 +632,7 @@ def score_case(case: BFCLCase, pred: Prediction) -> tuple[bool, bool, bool, str]
     return right, strict, expert_right, reason
 
 
-def calibration_split(data_dir: str | Path, n_eval: dict[str, int], per_category: int = 40) -> tuple[list[BFCLCase], list[BFCLCase]]:
+def calibration_split(data_dir: str | Path, n_eval: dict[str, int], per_category: int = 20) -> tuple[list[BFCLCase], list[BFCLCase]]:
     """Calibration cases for the none threshold, disjoint from the evaluated ones.
 
     The evaluation takes each category's first ``n`` questions; calibration takes up to
@@ -617,6 +644,8 @@ def calibration_split(data_dir: str | Path, n_eval: dict[str, int], per_category
     """
     relevant: list[BFCLCase] = []
     irrelevant: list[BFCLCase] = []
+    if per_category <= 0:
+        return relevant, irrelevant
     for cat in CATEGORIES:
         cases = load_cases(data_dir, cat)
         start = max(n_eval.get(cat, 0), len(cases) - per_category)
@@ -632,7 +661,7 @@ def evaluate(
     *,
     systems: Sequence[str] = ("mrkl",),
     limit: int | None = None,
-    calibrate_per_category: int = 40,
+    calibrate_per_category: int = 20,
     progress: Any = None,
 ) -> list[Summary]:
     """Run each system on each category (first ``limit`` questions) on one model.
@@ -662,7 +691,12 @@ def evaluate(
         if s == "mrkl":
             m = MRKLSystem(backend)
             rel, irr = calibration_split(data_dir, {c: len(v) for c, v in data.items()}, calibrate_per_category)
-            m.calibrate(rel, irr)
+            if rel and irr:
+                m.calibrate(rel, irr)
+            else:
+                m.fit_report = {"note": "not calibrated (no held-out questions left)", "weight": m.gate.weight, "threshold": m.gate.threshold}
+            if progress:
+                progress(f"mrkl none calibration: {m.fit_report}")
             built[s] = m
         elif s == "naive":
             built[s] = NaiveSystem(backend)

@@ -134,6 +134,7 @@ def eval_bfcl(
     baseline: list[str] = typer.Option([], "--baseline", "-b", help="Also run a baseline: naive or constrained (repeatable)."),
     json_file: Optional[str] = typer.Option(None, "--json", help="Write the table and every question's outcome to this file."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each question's outcome."),
+    calibrate: int = typer.Option(20, "--calibrate", min=1, help="Calibration questions per category for mrkl's none score (taken from the end of each file, never evaluated)."),
 ) -> None:
     """Score mrkl (and baselines) on BFCL with its AST rules: exact call, expert, valid JSON, s/question."""
     from mrkl.bfcl import CATEGORIES, evaluate, format_table
@@ -149,7 +150,7 @@ def eval_bfcl(
 
         model = TransformersBackend(backend)
         rows = evaluate(
-            model, data, category, systems=["mrkl", *baseline], limit=limit,
+            model, data, category, systems=["mrkl", *baseline], limit=limit, calibrate_per_category=calibrate,
             progress=(lambda line: typer.echo(line, err=True)) if verbose else None,
         )
     typer.echo(f"BFCL, model {model.name}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
@@ -87,6 +87,34 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     return False
 
 
+def _numbers_of(value: Any) -> list[float]:
+    """Numbers an argument value takes from the question: a number, numbers written in a string, list items."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, str):
+        return [float(s) for s in number_spans(value)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers_of(v)]
+    return []
+
+
+def _num_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+_DEFAULT_RE = re.compile(r"default(?:s)?(?:\s+value)?(?:\s+is|\s+to|\s*:|\s*=)?\s*['\"]?(true|false)\b", re.I)
+
+
+def documented_default(schema: dict[str, Any]) -> Any:
+    """The default an argument's schema gives (``default``), or a boolean its description states ("Default is true")."""
+    if "default" in schema:
+        return schema["default"]
+    m = _DEFAULT_RE.search(str(schema.get("description", "")))
+    return None if m is None else m.group(1).lower() == "true"
+
+
 class ConstrainedArguments:
     """Decode an expert's arguments under its JSON schema with a copy bias toward the question.
 
@@ -95,17 +123,22 @@ class ConstrainedArguments:
             (:class:`~llm_backends.transformers_backend.TransformersBackend`).
         copy_bonus: logit bonus for tokens that continue a span of the question; 0 turns
             the copy bias off.
+        first_bonus: per-field decoding of a number: extra bonus for the first question
+            number not yet used by an earlier argument.
         max_value_tokens: token budget of one argument (per-field) / ``4×`` it for a whole object.
 
     Raises (from :meth:`extract`):
         BackendError: the backend cannot constrain decoding, or the schema cannot be compiled.
     """
 
-    def __init__(self, backend: LLMBackend, *, copy_bonus: float = 4.0, max_value_tokens: int = 48) -> None:
+    def __init__(
+        self, backend: LLMBackend, *, copy_bonus: float = 4.0, first_bonus: float = 2.0, max_value_tokens: int = 48
+    ) -> None:
         if not supports_constrained(backend):
             raise BackendError(f"backend {getattr(backend, 'name', backend)!r} cannot constrain decoding")
         self.backend = backend
         self.copy_bonus = copy_bonus
+        self.first_bonus = first_bonus
         self.max_value_tokens = max_value_tokens
         tok = backend.tokenizer  # type: ignore[attr-defined]
         ids = tok.convert_tokens_to_ids(['"', '",', '"}', ",", "}"])
@@ -113,12 +146,15 @@ class ConstrainedArguments:
         self._quote_ids = [i for i in ids[:3] if isinstance(i, int) and i >= 0 and i != unk]
         self._close_ids = [i for i in ids[3:] if isinstance(i, int) and i >= 0 and i != unk]
 
-    def _bias(self, question: str, schema: dict[str, Any]) -> CopyBias | None:
+    def _bias(self, question: str, schema: dict[str, Any], used: Sequence[str] = ()) -> CopyBias | None:
         if self.copy_bonus <= 0 or not question:
             return None
         t = _type_of(schema)
         if t in ("integer", "number"):
-            return CopyBias(self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids)  # type: ignore[attr-defined]
+            return CopyBias(
+                self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids,  # type: ignore[attr-defined]
+                used_numbers=used, first_bonus=self.first_bonus,
+            )
         if t == "string":
             return CopyBias(self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
         return CopyBias(self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
@@ -131,6 +167,7 @@ class ConstrainedArguments:
         *,
         max_new_tokens: int | None = None,
         terminators: tuple[str, ...] = (),
+        used_numbers: Sequence[str] = (),
     ) -> tuple[Any, str]:
         """Decode one JSON value of ``schema`` after ``prompt`` (greedy, masked, copy-biased).
 
@@ -147,7 +184,7 @@ class ConstrainedArguments:
                 budget ran out before the value was complete.
         """
         hook = JSONSchemaConstraint(
-            self.backend.tokenizer, schema, bias=self._bias(question, schema), terminators=terminators  # type: ignore[attr-defined]
+            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers), terminators=terminators  # type: ignore[attr-defined]
         )
         budget = max_new_tokens or self.max_value_tokens
         text = self.backend.generate(prompt, max_new_tokens=budget, logits_hook=hook)  # type: ignore[call-arg]
@@ -204,7 +241,9 @@ class ConstrainedArguments:
             running += ("" if first else ",") + (" " if not first else "") + json.dumps(name) + ":"
             first = False
             try:
-                value, text = self.decode(running, sub_schema, question, terminators=(",", "}"))
+                value, text = self.decode(
+                    running, sub_schema, question, terminators=(",", "}"), used_numbers=[_num_text(u) for u in used]
+                )
             except BackendError:
                 if name in required:
                     raise
@@ -212,9 +251,12 @@ class ConstrainedArguments:
                 first = running.endswith("{")
                 continue
             running += text if text.startswith(" ") else " " + text
+            if isinstance(value, bool) and not grounded_in(value, question, name=name):
+                default = documented_default(sub_schema)
+                if isinstance(default, bool):
+                    value = default  # the question does not speak of it: the documented default
             keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used)
             if keep:
                 args[name] = value
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    used.append(float(value))
+                used.extend(_numbers_of(value))
         return args, json.dumps(args, ensure_ascii=False)
