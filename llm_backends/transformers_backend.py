@@ -205,7 +205,7 @@ class TransformersBackend:
             raise BackendError("empty prompt")
         self._check_length(len(prompt_ids), max_new_tokens)
         with self._lock, torch.inference_mode():
-            logits, past = self._forward(prompt_ids)
+            logits, past, fed = self._prefill(prompt_ids)
             out_ids: list[int] = []
             text = ""
             for _ in range(max_new_tokens):
@@ -220,11 +220,35 @@ class TransformersBackend:
                 if stop and any(s in text for s in stop):
                     break
                 logits, past = self._forward([nxt], past)
+                fed.append(nxt)
+            self._gen_cache = (fed, past)
         if stop:
             cut = min((text.find(s) for s in stop if s in text), default=-1)
             if cut >= 0:
                 text = text[:cut]
         return text
+
+    def _prefill(self, prompt_ids: list[int]) -> tuple[Any, Any, list[int]]:
+        """Run the prompt, reusing the KV cache of the previous generation's common prefix.
+
+        Successive prompts that extend one another (argument-by-argument decoding appends
+        each value and the next key) then cost only their new tokens. Returns the logits of
+        the tokens run, the cache and the token ids the cache now covers.
+        """
+        prev_ids, prev_past = getattr(self, "_gen_cache", (None, None))
+        self._gen_cache = (None, None)
+        common = 0
+        if prev_ids is not None:
+            limit = min(len(prev_ids), len(prompt_ids) - 1)  # always run at least one token
+            while common < limit and prev_ids[common] == prompt_ids[common]:
+                common += 1
+        if common >= 8:
+            if len(prev_ids) > common:
+                prev_past.crop(-(len(prev_ids) - common))  # transformers 5: negative = tokens to remove
+            logits, past = self._forward(prompt_ids[common:], prev_past)
+        else:
+            logits, past = self._forward(prompt_ids)
+        return logits, past, list(prompt_ids)
 
     def generate(
         self,
@@ -312,6 +336,7 @@ class TransformersBackend:
         """Drop every cached prompt KV state."""
         with self._lock:
             self._prompt_cache.clear()
+            self._gen_cache = (None, None)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"
