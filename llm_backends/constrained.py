@@ -272,11 +272,14 @@ class CopyBias:
                 if span.startswith(cur):
                     rest = span[len(cur) :]
                     if rest:
-                        t = self._first_token(rest)
-                        if t is not None:
-                            toks.add(t)
-                            if k == 0 and not cur:
-                                self._first_tok = t
+                        firsts = [self._first_token(rest)]
+                        if not text:  # nothing written yet: the number may start with its space
+                            firsts.append(self._first_token(" " + rest))
+                        for t in firsts:
+                            if t is not None:
+                                toks.add(t)
+                                if k == 0 and not cur:
+                                    self._first_tok = t
                     elif cur:
                         can_end = True
             return toks, can_end

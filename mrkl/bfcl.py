@@ -406,8 +406,10 @@ class Prediction:
     Attributes:
         call: ``(BFCL function name, arguments)`` or None when it made no call.
         raw: the model's raw output for the arguments (or the whole reply).
-        valid_json: for a call attempt, whether the output was JSON that matches the
-            chosen function's schema; None when the system chose not to call.
+        valid_json: whether the output was JSON that matches the chosen function's schema;
+            None when the system chose not to call, or made no call on an irrelevance
+            question (nothing to parse). A reply in plain text where a call was expected
+            counts as not valid (``json.loads`` fails on it).
         note: why no call was made (fallback, invalid output, ...).
     """
 
@@ -517,7 +519,7 @@ _NAIVE_SYSTEM = (
 class NaiveSystem:
     """The peer recipe: schemas in a system prompt, free generation, ``json.loads``, no repair."""
 
-    def __init__(self, backend: Any, max_new_tokens: int = 160) -> None:
+    def __init__(self, backend: Any, max_new_tokens: int = 96) -> None:
         self.backend = backend
         self.max_new_tokens = max_new_tokens
 
@@ -531,8 +533,8 @@ class NaiveSystem:
             {"role": "user", "content": case.question},
         ]
         raw = self.backend.chat(messages, max_new_tokens=self.max_new_tokens)
-        if "{" not in raw:
-            return Prediction(None, raw, None, "the model answered in text (no call)")
+        if "{" not in raw:  # json.loads fails: no call (right only where none was expected)
+            return Prediction(None, raw, False, "the model answered in text (no call)")
         try:
             obj = json.loads(raw.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip())
         except ValueError:
@@ -595,6 +597,7 @@ class CaseResult:
     seconds: float
     call: Any
     reason: str
+    raw: str = ""
 
 
 @dataclass
@@ -715,8 +718,12 @@ def evaluate(
                 except Exception as exc:  # noqa: BLE001 - one bad question must not end the run
                     pred = Prediction(None, "", False, f"{type(exc).__name__}: {exc}")
                 dt = time.perf_counter() - t0
+                if case.ground_truth is None and pred.call is None:
+                    pred.valid_json = None  # no call was the right thing: nothing to parse
                 right, strict, expert_ok, reason = score_case(case, pred)
-                results.append(CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason))
+                results.append(
+                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300])
+                )
                 if progress:
                     progress(f"{s} {case.id}: {'ok' if right else 'MISS ' + reason}")
             n = len(results)

@@ -169,7 +169,8 @@ def test_naive_baseline_scores_garbage_as_invalid_and_text_as_no_call(bfcl_dir, 
     simple, irr = rows
     assert (simple.n, simple.exact, simple.valid_json) == (2, 0.5, 0.5)
     assert simple.cases[1].reason == "output is not valid JSON"
-    assert (irr.n, irr.exact, irr.valid_json) == (1, 1.0, 1.0)
+    assert (irr.n, irr.exact, irr.valid_json) == (1, 1.0, 1.0)  # no call where none fits: nothing to parse
+    assert irr.cases[0].valid_json is None and irr.cases[0].raw == "Shakespeare wrote Hamlet."
     assert "naive" in format_table(rows) and "50.0%" in format_table(rows)
 
 
