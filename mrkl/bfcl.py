@@ -468,11 +468,13 @@ class MRKLSystem:
             return None, raw, err
         return json.loads(raw), raw, None
 
-    def calibrate(self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2) -> dict[str, Any]:
+    def calibrate(
+        self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2, min_no_call: float | None = None
+    ) -> dict[str, Any]:
         """Fit the none score (λ, τ) on calibration cases (relevant: should call; irrelevant: should not).
 
         Arguments are decoded for every case whose similarity reaches ``floor`` (below it,
-        the ungrounded share is taken as 1).
+        the ungrounded share is taken as 1). ``min_no_call``: see :meth:`router.relevance.RelevanceGate.fit`.
         """
         from router.relevance import ungrounded_share
 
@@ -487,7 +489,7 @@ class MRKLSystem:
                 args, _raw, _err = self._arguments(c, best)
                 u = ungrounded_share(args, best.schema, c.question)
             rows.append((sim, u, should))
-        self.fit_report = self.gate.fit(rows)
+        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call)
         return self.fit_report
 
     def predict(self, case: BFCLCase) -> Prediction:
@@ -665,6 +667,7 @@ def evaluate(
     systems: Sequence[str] = ("mrkl",),
     limit: int | None = None,
     calibrate_per_category: int = 20,
+    min_no_call: float | None = None,
     progress: Any = None,
 ) -> list[Summary]:
     """Run each system on each category (first ``limit`` questions) on one model.
@@ -677,6 +680,8 @@ def evaluate(
         limit: questions per category (the first ones); None for all.
         calibrate_per_category: calibration questions per category for mrkl's none
             threshold (taken from the end of each file, disjoint from the evaluated ones).
+        min_no_call: the no-call rate on calibration irrelevance questions the none score
+            must reach (then as many calls as possible on relevant ones); None: balanced accuracy.
         progress: optional callable receiving one line per finished question.
 
     Returns:
@@ -695,7 +700,7 @@ def evaluate(
             m = MRKLSystem(backend)
             rel, irr = calibration_split(data_dir, {c: len(v) for c, v in data.items()}, calibrate_per_category)
             if rel and irr:
-                m.calibrate(rel, irr)
+                m.calibrate(rel, irr, min_no_call=min_no_call)
             else:
                 m.fit_report = {"note": "not calibrated (no held-out questions left)", "weight": m.gate.weight, "threshold": m.gate.threshold}
             if progress:

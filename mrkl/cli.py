@@ -135,6 +135,7 @@ def eval_bfcl(
     json_file: Optional[str] = typer.Option(None, "--json", help="Write the table and every question's outcome to this file."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each question's outcome."),
     calibrate: int = typer.Option(20, "--calibrate", min=1, help="Calibration questions per category for mrkl's none score (taken from the end of each file, never evaluated)."),
+    none_target: Optional[float] = typer.Option(0.85, "--none-target", min=0.0, max=1.0, help="No-call rate on calibration irrelevance questions the none score must reach; 0 for balanced accuracy."),
 ) -> None:
     """Score mrkl (and baselines) on BFCL with its AST rules: exact call, expert, valid JSON, s/question."""
     from mrkl.bfcl import CATEGORIES, evaluate, format_table
@@ -151,6 +152,7 @@ def eval_bfcl(
         model = TransformersBackend(backend)
         rows = evaluate(
             model, data, category, systems=["mrkl", *baseline], limit=limit, calibrate_per_category=calibrate,
+            min_no_call=none_target or None,
             progress=(lambda line: typer.echo(line, err=True)) if verbose else None,
         )
     typer.echo(f"BFCL, model {model.name}")

@@ -75,12 +75,21 @@ class RelevanceGate:
         self,
         rows: Sequence[tuple[float, float, bool]],
         weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6),
+        *,
+        min_no_call: float | None = None,
     ) -> dict[str, Any]:
-        """Pick (λ, τ) maximising the balanced accuracy of call / no-call.
+        """Pick (λ, τ) on labelled questions.
+
+        Without ``min_no_call``: maximise the balanced accuracy of call / no-call. With it
+        (an operating point, like choosing a precision target): among the (λ, τ) whose
+        no-call rate on the should-not-call questions is at least ``min_no_call``,
+        maximise the call rate on the should-call ones (ties: the higher balanced
+        accuracy); if none reaches it, fall back to balanced accuracy.
 
         Args:
             rows: ``(similarity, ungrounded share, should call)`` per labelled question.
             weights: the λ grid; τ is searched over the midpoints between the sorted scores.
+            min_no_call: the wanted no-call rate on irrelevant questions (0..1), or None.
 
         Returns:
             The report (also kept in :attr:`report`).
@@ -96,15 +105,22 @@ class RelevanceGate:
         if y.all() or (~y).all():
             raise ValueError("RelevanceGate.fit needs questions that should and should not call an expert")
         best = (-1.0, 0.0, 0.0)
+        target: tuple[float, float, float, float] | None = None  # (call rate, bacc, λ, τ)
         for lam in weights:
             s = sim - lam * ung
             cand = np.unique(s)
             taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
             for tau in taus:
                 call = s >= tau
-                bacc = 0.5 * (call[y].mean() + (~call[~y]).mean())
+                rel, irr = float(call[y].mean()), float((~call[~y]).mean())
+                bacc = 0.5 * (rel + irr)
                 if bacc > best[0] + 1e-12:
                     best = (float(bacc), float(lam), float(tau))
+                if min_no_call is not None and irr >= min_no_call - 1e-12:
+                    if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
+                        target = (rel, bacc, float(lam), float(tau))
+        if target is not None:
+            best = (target[1], target[2], target[3])
         self.weight, self.threshold = best[1], best[2]
         call = (sim - self.weight * ung) >= self.threshold
         self.report = {
@@ -112,6 +128,7 @@ class RelevanceGate:
             "weight": self.weight,
             "threshold": self.threshold,
             "balanced_accuracy": best[0],
+            "objective": "balanced accuracy" if target is None else f"most calls with no-call >= {min_no_call}",
             "call_rate_relevant": float(call[y].mean()),
             "no_call_rate_irrelevant": float((~call[~y]).mean()),
         }

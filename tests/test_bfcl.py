@@ -198,3 +198,26 @@ def test_cli_rejects_unknown_category_and_baseline(tmp_path):
     assert r.exit_code == 2 and "unknown category 'parallel'" in r.output
     r = CliRunner().invoke(app, ["eval", "bfcl", "--category", "simple", "--data", str(tmp_path), "--baseline", "smart"])
     assert r.exit_code == 2 and "unknown baseline 'smart'" in r.output
+
+
+def test_five_hundred_functions_become_experts_quickly():
+    import time
+
+    funcs = [{"name": f"tool.f{i}", "description": f"Tool number {i}.",
+              "parameters": {"type": "dict", "properties": {"x": {"type": "integer"}}, "required": ["x"]}} for i in range(500)]
+    t0 = time.perf_counter()
+    exps = experts_for(funcs)
+    assert len({e.name for e in exps}) == 500 and exps[499].function_name == "tool.f499"
+    assert time.perf_counter() - t0 < 20
+
+
+@pytest.mark.slow
+def test_mrkl_falls_back_on_a_question_in_another_language_or_off_topic(smollm2):
+    from mrkl.bfcl import MRKLSystem
+
+    system = MRKLSystem(smollm2)
+    for q in ("Quelle est la capitale de la France ?", "Who wrote Hamlet?"):
+        pred = system.predict(BFCLCase("x", q, [AREA], None))
+        assert pred.call is None and pred.note.startswith("fallback to the language model"), pred
+    pred = system.predict(BFCLCase("y", "Area of a triangle with base 10 and height 5", [AREA], GT))
+    assert pred.call == ("geometry.area", {"base": 10, "height": 5.0}) and pred.valid_json

@@ -144,3 +144,26 @@ def test_router_copies_signed_numbers_and_skips_invented_optionals(smollm2):
     args, raw = ConstrainedArguments(smollm2).extract(prompt, schema, q, per_field=True, ground_optional=True)
     assert args == {"a": 3, "b": -11, "c": -4}
     assert json.loads(raw) == args
+
+
+@pytest.mark.slow
+def test_prefix_kv_reuse_gives_the_same_text(smollm2):
+    base = "Question: Find the area of a triangle with base 10 and height 5.\nArguments: {\"base\":"
+    longer = base + ' 10, "height":'
+    smollm2.clear_prompt_cache()
+    smollm2.generate(base, max_new_tokens=3)
+    reused = smollm2.generate(longer, max_new_tokens=3)  # runs only the new tokens
+    smollm2.clear_prompt_cache()
+    fresh = smollm2.generate(longer, max_new_tokens=3)
+    assert reused == fresh == " 5,"
+
+
+def test_relevance_gate_operating_point():
+    rows = [(0.6, 0.0, True), (0.5, 0.0, True), (0.4, 0.0, True), (0.3, 0.0, True),
+            (0.45, 0.0, False), (0.35, 0.0, False), (0.2, 0.0, False), (0.1, 0.0, False)]
+    gate = RelevanceGate()
+    gate.fit(rows, min_no_call=1.0)  # no irrelevant question may be called
+    assert 0.45 < gate.threshold <= 0.5 and gate.report["no_call_rate_irrelevant"] == 1.0
+    assert gate.report["call_rate_relevant"] == 0.5
+    gate.fit(rows, min_no_call=0.75)  # one of four may be called: one more relevant call
+    assert gate.report["call_rate_relevant"] == 0.75 and gate.report["no_call_rate_irrelevant"] == 0.75
