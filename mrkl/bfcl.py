@@ -521,7 +521,7 @@ _NAIVE_SYSTEM = (
 class NaiveSystem:
     """The peer recipe: schemas in a system prompt, free generation, ``json.loads``, no repair."""
 
-    def __init__(self, backend: Any, max_new_tokens: int = 96) -> None:
+    def __init__(self, backend: Any, max_new_tokens: int = 80) -> None:
         self.backend = backend
         self.max_new_tokens = max_new_tokens
 
