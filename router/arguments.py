@@ -68,7 +68,8 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     Returns:
         True for a number written in the question (by value), a string of 2+
         characters that appears in the question (case-insensitive), ``True`` for a
-        boolean named in the question, a non-empty list whose items are all grounded.
+        boolean named in the question, a non-empty list whose items are all grounded
+        (numbers counted against ``used_numbers`` and the list's earlier items).
     """
     q = question.lower()
     if isinstance(value, bool):
@@ -83,7 +84,13 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     if isinstance(value, str):
         return len(value.strip()) >= 2 and value.strip().lower() in q
     if isinstance(value, list):
-        return bool(value) and all(grounded_in(v, question, name=name) for v in value)
+        taken = list(used_numbers or [])
+        for v in value:
+            if not grounded_in(v, question, name=name, used_numbers=taken):
+                return False
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                taken.append(float(v))
+        return bool(value)
     return False
 
 

@@ -63,6 +63,7 @@ def test_grounding_and_defaults():
     assert grounded_in(True, q, name="detailed") and not grounded_in(True, q, name="include_photos")
     assert not grounded_in(False, q, name="detailed")
     assert grounded_in(["New York", "vegan"], q) and not grounded_in([], q)
+    assert not grounded_in([11, 5], q) and not grounded_in([11], q, used_numbers=[11.0])
     assert documented_default({"type": "boolean", "description": "Return formatted string. Default is true."}) is True
     assert documented_default({"type": "boolean", "description": "Whether to round (default: False)"}) is False
     assert documented_default({"type": "integer", "default": 3}) == 3
@@ -155,7 +156,7 @@ def test_prefix_kv_reuse_gives_the_same_text(smollm2):
     reused = smollm2.generate(longer, max_new_tokens=3)  # runs only the new tokens
     smollm2.clear_prompt_cache()
     fresh = smollm2.generate(longer, max_new_tokens=3)
-    assert reused == fresh == " 5,"
+    assert reused == fresh and fresh.strip()
 
 
 def test_relevance_gate_operating_point():
