@@ -59,7 +59,7 @@ class TransformersBackend:
     Thread safety: calls are serialised with a lock (one forward pass at a time).
     """
 
-    capabilities = Capabilities(score=True, constrained_decoding=False, pcw=False, tool_calling=False)
+    capabilities = Capabilities(score=True, constrained_decoding=True, pcw=False, tool_calling=False)
 
     def __init__(
         self,
@@ -185,18 +185,34 @@ class TransformersBackend:
                 f"prompt of {n} tokens plus {extra} new tokens exceeds the model's context of {self.max_context} tokens"
             )
 
-    def generate_ids(self, prompt_ids: list[int], *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
-        """Greedy decoding from token ids; see :meth:`generate`."""
+    def generate_ids(
+        self,
+        prompt_ids: list[int],
+        *,
+        max_new_tokens: int = 128,
+        stop: Sequence[str] = (),
+        logits_hook: Callable[[list[int], Any], Any] | None = None,
+    ) -> str:
+        """Greedy decoding from token ids; see :meth:`generate`.
+
+        ``logits_hook(generated_ids, logits) -> logits`` (optional) is called before each
+        step with the ids generated so far and the next-token logits (1-D float tensor,
+        vocabulary size); the argmax is taken over what it returns. A grammar mask
+        (:class:`llm_backends.constrained.JSONSchemaConstraint`) plugs in here.
+        """
         torch = self._torch
         if not prompt_ids:
             raise BackendError("empty prompt")
         self._check_length(len(prompt_ids), max_new_tokens)
         with self._lock, torch.inference_mode():
-            logits, past = self._forward(prompt_ids)
+            logits, past, fed = self._prefill(prompt_ids)
             out_ids: list[int] = []
             text = ""
             for _ in range(max_new_tokens):
-                nxt = int(torch.argmax(logits[-1]))
+                last = logits[-1] if logits_hook is None else logits_hook(out_ids, logits[-1])
+                nxt = int(torch.argmax(last))
+                if logits_hook is not None and not bool(torch.isfinite(last[nxt])):
+                    break  # the hook allows no token at all
                 if nxt in self._eos_ids:
                     break
                 out_ids.append(nxt)
@@ -204,19 +220,51 @@ class TransformersBackend:
                 if stop and any(s in text for s in stop):
                     break
                 logits, past = self._forward([nxt], past)
+                fed.append(nxt)
+            self._gen_cache = (fed, past)
         if stop:
             cut = min((text.find(s) for s in stop if s in text), default=-1)
             if cut >= 0:
                 text = text[:cut]
         return text
 
-    def generate(self, prompt: str, *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
+    def _prefill(self, prompt_ids: list[int]) -> tuple[Any, Any, list[int]]:
+        """Run the prompt, reusing the KV cache of the previous generation's common prefix.
+
+        Successive prompts that extend one another (argument-by-argument decoding appends
+        each value and the next key) then cost only their new tokens. Returns the logits of
+        the tokens run, the cache and the token ids the cache now covers.
+        """
+        prev_ids, prev_past = getattr(self, "_gen_cache", (None, None))
+        self._gen_cache = (None, None)
+        common = 0
+        if prev_ids is not None:
+            limit = min(len(prev_ids), len(prompt_ids) - 1)  # always run at least one token
+            while common < limit and prev_ids[common] == prompt_ids[common]:
+                common += 1
+        if common >= 8:
+            if len(prev_ids) > common:
+                prev_past.crop(-(len(prev_ids) - common))  # transformers 5: negative = tokens to remove
+            logits, past = self._forward(prompt_ids[common:], prev_past)
+        else:
+            logits, past = self._forward(prompt_ids)
+        return logits, past, list(prompt_ids)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 128,
+        stop: Sequence[str] = (),
+        logits_hook: Callable[[list[int], Any], Any] | None = None,
+    ) -> str:
         """Greedy continuation of a raw prompt (no chat template applied).
 
         Args:
             prompt: text to continue.
             max_new_tokens: upper bound on new tokens.
             stop: generation ends once any of these strings appears; the text is cut before it.
+            logits_hook: optional mask/bias applied before each greedy step (see :meth:`generate_ids`).
 
         Returns:
             The generated text only.
@@ -224,7 +272,7 @@ class TransformersBackend:
         Raises:
             BackendError: empty prompt, or prompt + max_new_tokens longer than the model context.
         """
-        return self.generate_ids(self.encode(prompt), max_new_tokens=max_new_tokens, stop=stop)
+        return self.generate_ids(self.encode(prompt), max_new_tokens=max_new_tokens, stop=stop, logits_hook=logits_hook)
 
     def chat(self, messages: Sequence[ChatMessage], *, max_new_tokens: int = 256, stop: Sequence[str] = ()) -> str:
         """Greedy assistant reply, with the model's chat template (SmolLM2: ChatML)."""
@@ -288,6 +336,7 @@ class TransformersBackend:
         """Drop every cached prompt KV state."""
         with self._lock:
             self._prompt_cache.clear()
+            self._gen_cache = (None, None)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"

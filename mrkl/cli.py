@@ -125,6 +125,52 @@ def experts(as_json: bool = typer.Option(False, "--json", help="Print names, ori
         typer.echo(f"plugin {label} failed to load: {err}", err=True)
 
 
+eval_app = typer.Typer(help="Evaluate routing and argument extraction on public benchmarks.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("bfcl")
+def eval_bfcl(
+    category: list[str] = typer.Option(..., "--category", "-c", help="simple, multiple or irrelevance (repeatable)."),
+    data: str = typer.Option(..., "--data", help="The BFCL folder (BFCL_v4_*.json, possible_answer/)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="First N questions per category."),
+    backend: str = typer.Option(DEFAULT_MODEL, "--backend", "--model", "-m", help="Model alias, .gguf file or model folder."),
+    baseline: list[str] = typer.Option([], "--baseline", "-b", help="Also run a baseline: naive or constrained (repeatable)."),
+    json_file: Optional[str] = typer.Option(None, "--json", help="Write the table and every question's outcome to this file."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each question's outcome."),
+    calibrate: int = typer.Option(20, "--calibrate", min=1, help="Calibration questions per category for mrkl's none score (taken from the end of each file, never evaluated)."),
+    none_target: Optional[float] = typer.Option(0.85, "--none-target", min=0.0, max=1.0, help="No-call rate on calibration irrelevance questions the none score must reach; 0 for balanced accuracy."),
+) -> None:
+    """Score mrkl (and baselines) on BFCL with its AST rules: exact call, expert, valid JSON, s/question."""
+    from mrkl.bfcl import CATEGORIES, evaluate, format_table
+
+    for c in category:
+        if c not in CATEGORIES:
+            _fail(f"unknown category {c!r}; choose from {', '.join(CATEGORIES)}", 2)
+    for b in baseline:
+        if b not in ("naive", "constrained"):
+            _fail(f"unknown baseline {b!r}; choose naive or constrained", 2)
+    with _errors():
+        from llm_backends.transformers_backend import TransformersBackend
+
+        model = TransformersBackend(backend)
+        rows = evaluate(
+            model, data, category, systems=["mrkl", *baseline], limit=limit, calibrate_per_category=calibrate,
+            min_no_call=none_target or None,
+            progress=(lambda line: typer.echo(line, err=True)) if verbose else None,
+        )
+    typer.echo(f"BFCL, model {model.name}")
+    typer.echo(format_table(rows))
+    if json_file:
+        payload = {"model": model.name, "limit": limit, "rows": [r.row() for r in rows],
+                   "cases": {f"{r.system}/{r.category}": [c.__dict__ for c in r.cases] for r in rows}}
+        try:
+            with open(json_file, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, indent=2, ensure_ascii=False, default=str)
+        except OSError as exc:
+            _fail(f"cannot write {json_file}: {exc}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point (``mrkl``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

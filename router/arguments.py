@@ -1,0 +1,269 @@
+"""Schema-constrained argument decoding: valid JSON by construction, values copied from the question.
+
+Argument extraction is the hard part of a MRKL system (Karpas et al., 2022, "MRKL
+Systems", Sec. 4): a small model writes invalid JSON, invents values, drops signs.
+:class:`ConstrainedArguments` decodes an expert's arguments with a JSON-schema token
+mask (llguidance, see :mod:`llm_backends.constrained`), so the output is always JSON
+that matches the schema, and biases the choices inside strings and numbers toward
+spans of the question (:class:`~llm_backends.constrained.CopyBias`).
+
+Two recipes:
+
+* ``per_field=False``: one constrained pass over the whole argument object; the model
+  decides which optional keys to write.
+* ``per_field=True``: each argument is decoded on its own after ``"name":``, in the
+  schema's order, with a grammar for that argument's schema alone. With
+  ``ground_optional=True`` an optional argument is kept only when its value is
+  grounded in the question (a number written there and not used by another
+  argument, a string or enum value that appears there, a boolean whose name appears
+  there), so the model never fills an optional argument with an invented value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Sequence
+
+from llm_backends.base import LLMBackend
+from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
+from llm_backends.errors import BackendError
+
+__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in"]
+
+
+def supports_constrained(backend: Any) -> bool:
+    """True when ``backend`` can mask logits during greedy decoding (a local transformers model)."""
+    caps = getattr(backend, "capabilities", None)
+    return bool(getattr(caps, "constrained_decoding", False)) and hasattr(backend, "tokenizer")
+
+
+def _type_of(schema: dict[str, Any]) -> str | None:
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), None)
+    if t is None and "enum" in schema:
+        vals = schema["enum"]
+        if vals and all(isinstance(v, str) for v in vals):
+            return "string"
+    if t is None:
+        for alt in schema.get("anyOf", []) or []:
+            if isinstance(alt, dict) and alt.get("type") not in (None, "null"):
+                return _type_of(alt)
+    return t
+
+
+def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None) -> bool:
+    """Whether an optional argument's value is supported by the question text.
+
+    Args:
+        value: the decoded JSON value.
+        question: the user's question.
+        name: the argument's name (a boolean ``True`` is grounded when a word of its
+            name, 4+ letters, appears in the question).
+        used_numbers: numbers already taken by other arguments (a number is grounded
+            only when the question writes it more often than it is already used).
+
+    Returns:
+        True for a number written in the question (by value), a string of 2+
+        characters that appears in the question (case-insensitive), ``True`` for a
+        boolean named in the question, a non-empty list whose items are all grounded
+        (numbers counted against ``used_numbers`` and the list's earlier items).
+    """
+    q = question.lower()
+    if isinstance(value, bool):
+        words = [w for w in re.split(r"[_\W]+", name.lower()) if len(w) >= 4]
+        return value is True and any(w in q for w in words)
+    if isinstance(value, (int, float)):
+        nums = [float(s) for s in number_spans(question)]
+        used = list(used_numbers or [])
+        have = sum(1 for n in nums if math.isclose(n, float(value)))
+        taken = sum(1 for n in used if math.isclose(n, float(value)))
+        return have > taken
+    if isinstance(value, str):
+        return len(value.strip()) >= 2 and value.strip().lower() in q
+    if isinstance(value, list):
+        taken = list(used_numbers or [])
+        for v in value:
+            if not grounded_in(v, question, name=name, used_numbers=taken):
+                return False
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                taken.append(float(v))
+        return bool(value)
+    return False
+
+
+def _numbers_of(value: Any) -> list[float]:
+    """Numbers an argument value takes from the question: a number, numbers written in a string, list items."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, str):
+        return [float(s) for s in number_spans(value)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers_of(v)]
+    return []
+
+
+def _num_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+_DEFAULT_RE = re.compile(r"default(?:s)?(?:\s+value)?(?:\s+is|\s+to|\s*:|\s*=)?\s*['\"]?(true|false)\b", re.I)
+
+
+def documented_default(schema: dict[str, Any]) -> Any:
+    """The default an argument's schema gives (``default``), or a boolean its description states ("Default is true")."""
+    if "default" in schema:
+        return schema["default"]
+    m = _DEFAULT_RE.search(str(schema.get("description", "")))
+    return None if m is None else m.group(1).lower() == "true"
+
+
+class ConstrainedArguments:
+    """Decode an expert's arguments under its JSON schema with a copy bias toward the question.
+
+    Args:
+        backend: a local model with ``tokenizer``, ``encode`` and ``generate(..., logits_hook=)``
+            (:class:`~llm_backends.transformers_backend.TransformersBackend`).
+        copy_bonus: logit bonus for tokens that continue a span of the question; 0 turns
+            the copy bias off.
+        first_bonus: per-field decoding of a number: extra bonus for the first question
+            number not yet used by an earlier argument.
+        max_value_tokens: token budget of one argument (per-field) / ``4×`` it for a whole object.
+
+    Raises (from :meth:`extract`):
+        BackendError: the backend cannot constrain decoding, or the schema cannot be compiled.
+    """
+
+    def __init__(
+        self, backend: LLMBackend, *, copy_bonus: float = 4.0, first_bonus: float = 2.0, max_value_tokens: int = 48
+    ) -> None:
+        if not supports_constrained(backend):
+            raise BackendError(f"backend {getattr(backend, 'name', backend)!r} cannot constrain decoding")
+        self.backend = backend
+        self.copy_bonus = copy_bonus
+        self.first_bonus = first_bonus
+        self.max_value_tokens = max_value_tokens
+        tok = backend.tokenizer  # type: ignore[attr-defined]
+        ids = tok.convert_tokens_to_ids(['"', '",', '"}', ",", "}"])
+        unk = tok.unk_token_id
+        self._quote_ids = [i for i in ids[:3] if isinstance(i, int) and i >= 0 and i != unk]
+        self._close_ids = [i for i in ids[3:] if isinstance(i, int) and i >= 0 and i != unk]
+
+    def _bias(self, question: str, schema: dict[str, Any], used: Sequence[str] = ()) -> CopyBias | None:
+        if self.copy_bonus <= 0 or not question:
+            return None
+        t = _type_of(schema)
+        if t in ("integer", "number"):
+            return CopyBias(
+                self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids,  # type: ignore[attr-defined]
+                used_numbers=used, first_bonus=self.first_bonus,
+            )
+        if t == "string":
+            return CopyBias(self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
+        return CopyBias(self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
+
+    def decode(
+        self,
+        prompt: str,
+        schema: dict[str, Any],
+        question: str = "",
+        *,
+        max_new_tokens: int | None = None,
+        terminators: tuple[str, ...] = (),
+        used_numbers: Sequence[str] = (),
+    ) -> tuple[Any, str]:
+        """Decode one JSON value of ``schema`` after ``prompt`` (greedy, masked, copy-biased).
+
+        Args:
+            terminators: literal strings one of which must follow the value (see
+                :class:`~llm_backends.constrained.JSONSchemaConstraint`); stripped from the text.
+
+        Returns:
+            ``(value, text)``: the parsed value and the exact text written (it may start
+            with a space), without the terminator.
+
+        Raises:
+            BackendError: the schema cannot be compiled, the model failed, or the token
+                budget ran out before the value was complete.
+        """
+        hook = JSONSchemaConstraint(
+            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers), terminators=terminators  # type: ignore[attr-defined]
+        )
+        budget = max_new_tokens or self.max_value_tokens
+        text = self.backend.generate(prompt, max_new_tokens=budget, logits_hook=hook)  # type: ignore[call-arg]
+        if not hook.accepted:
+            raise BackendError(f"argument value not complete within {budget} tokens: {text[:80]!r}")
+        if terminators:
+            text = text.rstrip()
+            for t in terminators:
+                if text.endswith(t):
+                    text = text[: -len(t)]
+                    break
+        try:
+            return json.loads(text), text
+        except ValueError as exc:  # cannot happen under the grammar; kept as a guard
+            raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
+
+    def extract(
+        self,
+        prompt: str,
+        schema: dict[str, Any],
+        question: str = "",
+        *,
+        per_field: bool = False,
+        ground_optional: bool = False,
+    ) -> tuple[dict[str, Any], str]:
+        """Decode an argument object for ``schema`` after ``prompt`` (which should end with ``"Arguments:"``).
+
+        Args:
+            prompt: the argument prompt.
+            schema: the expert's JSON schema (an object schema; ``$defs`` are kept for nested refs).
+            question: the user's question (the copy source and the grounding check).
+            per_field: decode argument by argument (see the module docstring).
+            ground_optional: with ``per_field``, drop optional arguments not grounded in the question.
+
+        Returns:
+            ``(args, raw)``: the argument dict and the JSON text as decoded (per-field: of the kept arguments).
+
+        Raises:
+            BackendError: see :meth:`decode`.
+        """
+        if not per_field or not isinstance(schema.get("properties"), dict):
+            value, text = self.decode(prompt, schema, question, max_new_tokens=4 * self.max_value_tokens)
+            if not isinstance(value, dict):
+                raise BackendError(f"arguments are not a JSON object: {text[:80]!r}")
+            return value, text.strip()
+        defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
+        required = set(schema.get("required", []))
+        running = prompt + " {"
+        args: dict[str, Any] = {}
+        used: list[float] = []
+        first = True
+        for name, sub in schema["properties"].items():
+            sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
+            running += ("" if first else ",") + (" " if not first else "") + json.dumps(name) + ":"
+            first = False
+            try:
+                value, text = self.decode(
+                    running, sub_schema, question, terminators=(",", "}"), used_numbers=[_num_text(u) for u in used]
+                )
+            except BackendError:
+                if name in required:
+                    raise
+                running = running[: running.rfind(json.dumps(name))].rstrip(", ")
+                first = running.endswith("{")
+                continue
+            running += text if text.startswith(" ") else " " + text
+            if isinstance(value, bool) and not grounded_in(value, question, name=name):
+                default = documented_default(sub_schema)
+                if isinstance(default, bool):
+                    value = default  # the question does not speak of it: the documented default
+            keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used)
+            if keep:
+                args[name] = value
+                used.extend(_numbers_of(value))
+        return args, json.dumps(args, ensure_ascii=False)

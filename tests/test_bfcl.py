@@ -1,0 +1,223 @@
+"""BFCL harness: schema conversion, AST scoring, data loading, baselines, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mrkl.bfcl import (
+    BFCLCase,
+    BFCLExpert,
+    BFCLSchemaError,
+    NaiveSystem,
+    ast_match,
+    evaluate,
+    experts_for,
+    format_table,
+    load_cases,
+    score_case,
+    to_json_schema,
+)
+from mrkl.errors import ArgumentError, MRKLError
+
+AREA = {
+    "name": "geometry.area",
+    "description": "Calculate the area of a triangle.",
+    "parameters": {
+        "type": "dict",
+        "properties": {
+            "base": {"type": "integer", "description": "The base."},
+            "height": {"type": "float", "description": "The height."},
+            "unit": {"type": "string", "enum": ["cm", "m"], "description": "Unit."},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "point": {"type": "tuple", "items": {"type": "integer"}},
+            "extra": {"type": "any"},
+            "opts": {"type": "dict", "properties": {"round": {"type": "boolean"}}, "required": ["round"]},
+        },
+        "required": ["base", "height"],
+    },
+}
+GT = {"geometry.area": {"base": [10], "height": [5.0], "unit": ["cm", ""], "tags": [""], "point": [""], "extra": [""], "opts": [""]}}
+
+
+def test_bfcl_types_map_to_json_schema():
+    s = to_json_schema(AREA["parameters"])
+    p = s["properties"]
+    assert s["type"] == "object" and s["required"] == ["base", "height"] and s["additionalProperties"] is False
+    assert p["base"]["type"] == "integer" and p["height"]["type"] == "number"
+    assert p["unit"] == {"description": "Unit.", "enum": ["cm", "m"], "type": "string"}
+    assert p["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert p["point"] == {"type": "array", "items": {"type": "integer"}}
+    assert p["extra"] == {}
+    assert p["opts"]["properties"]["round"] == {"type": "boolean"} and p["opts"]["required"] == ["round"]
+
+
+def test_expert_from_bfcl_function_validates_arguments():
+    e = BFCLExpert(AREA)
+    assert e.name == "geometry_area" and e.function_name == "geometry.area"
+    assert e.parse_args({"base": 3, "height": 2.5, "unit": "m", "opts": {"round": True}}).base == 3
+    with pytest.raises(ArgumentError):
+        e.parse_args({"base": 3})  # height missing
+    with pytest.raises(ArgumentError):
+        e.parse_args({"base": 3, "height": 1, "unit": "km"})  # not in the enum
+    with pytest.raises(ArgumentError):
+        e.parse_args({"base": 3, "height": 1, "colour": "red"})  # unknown key
+    # names made unique when two functions sanitise alike
+    a, b = experts_for([{**AREA, "name": "a.b"}, {**AREA, "name": "a_b"}])
+    assert (a.name, b.name) == ("a_b", "a_b_2")
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"type": "dict", "properties": {"m": {"type": "HashMap"}}}, "unsupported type 'HashMap'"),
+        ({"type": "dict", "properties": {"u": {"type": "string", "enum": []}}}, "empty enum"),
+        (
+            {"type": "dict", "properties": {"n": {"$ref": "#/$defs/Node"}},
+             "$defs": {"Node": {"type": "dict", "properties": {"next": {"$ref": "#/$defs/Node"}}}}},
+            "recursive $ref",
+        ),
+        ({"type": "dict", "properties": {"n": {"$ref": "#/$defs/Missing"}}}, "names no definition"),
+        ({"type": "dict", "properties": {"n": {"$ref": "http://example.com/s.json"}}}, "only local $ref"),
+        ({"type": "dict", "properties": {"a": {"type": "integer"}}, "required": ["b"]}, "unknown properties"),
+    ],
+)
+def test_unsupported_schemas_raise_clear_errors(params, message):
+    with pytest.raises(BFCLSchemaError) as info:
+        BFCLExpert({"name": "f", "description": "d", "parameters": params})
+    assert message in str(info.value)
+    assert "f.parameters" in str(info.value)  # the path names where
+
+
+def test_non_recursive_ref_is_inlined():
+    s = to_json_schema({"type": "dict", "properties": {"p": {"$ref": "#/$defs/P"}}, "$defs": {"P": {"type": "integer"}}})
+    assert s["properties"]["p"] == {"type": "integer"}
+
+
+def test_ast_rules():
+    f = AREA
+    assert ast_match(("geometry.area", {"base": 10, "height": 5}), f, GT) == (True, "")
+    assert ast_match(("geometry.area", {"base": 10, "height": 5.0, "unit": "cm"}), f, GT)[0]
+    assert ast_match(("geometry.area", {"base": 10, "height": 5, "unit": "m"}), f, GT)[1].startswith("unit=")
+    assert ast_match(("other", {"base": 10, "height": 5}), f, GT)[1].startswith("wrong function")
+    assert ast_match(("geometry.area", {"base": 10}), f, GT) == (False, "missing required height")
+    assert ast_match(("geometry.area", {"base": 10, "height": 5, "x": 1}), f, GT) == (False, "unknown parameter x")
+    assert not ast_match(("geometry.area", {"base": 10.0, "height": 5}), f, GT)[0]  # a float for an integer
+    assert not ast_match(("geometry.area", {"base": True, "height": 5}), f, GT)[0]  # a bool is not a number
+    assert ast_match(None, f, GT) == (False, "no call")
+    # an optional parameter without "" must be given
+    gt2 = {"geometry.area": {"base": [10], "height": [5.0], "unit": ["cm"]}}
+    assert ast_match(("geometry.area", {"base": 10, "height": 5}), f, gt2) == (False, "missing unit")
+
+
+def test_ast_strings_lists_and_dicts():
+    f = {"name": "g", "parameters": {"type": "dict", "properties": {
+        "city": {"type": "string"}, "stops": {"type": "array", "items": {"type": "string"}},
+        "o": {"type": "dict", "properties": {"k": {"type": "integer"}}}}, "required": ["city"]}}
+    gt = {"g": {"city": ["New York, NY"], "stops": [["A", "B"], ""], "o": [{"k": [1]}, ""]}}
+    assert ast_match(("g", {"city": "New York, NY"}), f, gt)[0]
+    # BFCL's checker normalises strings; strict mode compares them exactly
+    assert ast_match(("g", {"city": "new york ny"}), f, gt)[0]
+    assert not ast_match(("g", {"city": "new york ny"}), f, gt, strict_strings=True)[0]
+    assert ast_match(("g", {"city": "New York, NY", "stops": ["A", "B"]}), f, gt)[0]
+    assert not ast_match(("g", {"city": "New York, NY", "stops": ["B", "A"]}), f, gt)[0]
+    assert ast_match(("g", {"city": "New York, NY", "o": {"k": 1}}), f, gt)[0]
+    assert not ast_match(("g", {"city": "New York, NY", "o": {"k": 2}}), f, gt)[0]
+
+
+@pytest.fixture
+def bfcl_dir(tmp_path):
+    qs = [
+        {"id": "simple_python_0", "question": [[{"role": "user", "content": "Area of a triangle with base 10 and height 5?"}]], "function": [AREA]},
+        {"id": "simple_python_1", "question": [[{"role": "user", "content": "Area with base 3 and height 2?"}]], "function": [AREA]},
+    ]
+    ans = [{"id": "simple_python_0", "ground_truth": [GT]}, {"id": "simple_python_1", "ground_truth": [{"geometry.area": {"base": [3], "height": [2.0]}}]}]
+    irr = [{"id": "irrelevance_0", "question": [[{"role": "user", "content": "Who wrote Hamlet?"}]], "function": [AREA]}]
+    (tmp_path / "possible_answer").mkdir()
+    (tmp_path / "BFCL_v4_simple_python.json").write_text("\n".join(json.dumps(q) for q in qs) + "\n")
+    (tmp_path / "possible_answer" / "BFCL_v4_simple_python.json").write_text("\n".join(json.dumps(a) for a in ans) + "\n")
+    (tmp_path / "BFCL_v4_irrelevance.json").write_text(json.dumps(irr[0]) + "\n")
+    return tmp_path
+
+
+def test_load_cases(bfcl_dir):
+    cases = load_cases(bfcl_dir, "simple")
+    assert [c.id for c in cases] == ["simple_python_0", "simple_python_1"]
+    assert cases[0].question.startswith("Area of a triangle") and cases[0].ground_truth == GT
+    irr = load_cases(bfcl_dir, "irrelevance")
+    assert irr[0].ground_truth is None
+    with pytest.raises(MRKLError, match="unknown BFCL category"):
+        load_cases(bfcl_dir, "parallel")
+    with pytest.raises(MRKLError, match="no BFCL file"):
+        load_cases(bfcl_dir, "multiple")
+    (bfcl_dir / "BFCL_v4_irrelevance.json").write_text("{not json\n")
+    with pytest.raises(MRKLError, match=":1: not JSON"):
+        load_cases(bfcl_dir, "irrelevance")
+
+
+def test_naive_baseline_scores_garbage_as_invalid_and_text_as_no_call(bfcl_dir, scripted):
+    replies = iter([
+        '{"name": "geometry.area", "arguments": {"base": 10, "height": 5}}',  # right
+        '{"name": "geometry.area", "arguments": {"base": 3, "height": ',  # broken JSON
+        "Shakespeare wrote Hamlet.",  # text: no call (right for irrelevance)
+    ])
+    backend = scripted()
+    backend.chat = lambda messages, **kw: next(replies)
+    rows = evaluate(backend, bfcl_dir, ["simple", "irrelevance"], systems=["naive"])
+    simple, irr = rows
+    assert (simple.n, simple.exact, simple.valid_json) == (2, 0.5, 0.5)
+    assert simple.cases[1].reason == "output is not valid JSON"
+    assert (irr.n, irr.exact, irr.valid_json) == (1, 1.0, 1.0)  # no call where none fits: nothing to parse
+    assert irr.cases[0].valid_json is None and irr.cases[0].raw == "Shakespeare wrote Hamlet."
+    assert "naive" in format_table(rows) and "50.0%" in format_table(rows)
+
+
+def test_irrelevance_scoring_counts_any_call_as_wrong():
+    case = BFCLCase("irrelevance_0", "Who wrote Hamlet?", [AREA], None)
+    from mrkl.bfcl import Prediction
+
+    assert score_case(case, Prediction(None))[:3] == (True, True, True)
+    assert score_case(case, Prediction(("geometry.area", {"base": 1, "height": 1}), valid_json=True))[0] is False
+
+
+def test_unsupported_schema_in_a_question_is_a_scored_miss_not_a_crash(tmp_path, scripted):
+    bad = {"name": "f", "description": "d", "parameters": {"type": "dict", "properties": {"x": {"type": "HashMap"}}}}
+    (tmp_path / "possible_answer").mkdir()
+    (tmp_path / "BFCL_v4_simple_python.json").write_text(json.dumps({"id": "s0", "question": [[{"role": "user", "content": "q"}]], "function": [bad]}) + "\n")
+    (tmp_path / "possible_answer" / "BFCL_v4_simple_python.json").write_text(json.dumps({"id": "s0", "ground_truth": [{"f": {"x": [1]}}]}) + "\n")
+    rows = evaluate(scripted(), tmp_path, ["simple"], systems=["naive"])
+    assert rows[0].exact == 0.0 and "unsupported type 'HashMap'" in rows[0].cases[0].reason
+
+
+def test_cli_rejects_unknown_category_and_baseline(tmp_path):
+    from mrkl.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "bfcl", "--category", "parallel", "--data", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown category 'parallel'" in r.output
+    r = CliRunner().invoke(app, ["eval", "bfcl", "--category", "simple", "--data", str(tmp_path), "--baseline", "smart"])
+    assert r.exit_code == 2 and "unknown baseline 'smart'" in r.output
+
+
+def test_five_hundred_functions_become_experts_quickly():
+    import time
+
+    funcs = [{"name": f"tool.f{i}", "description": f"Tool number {i}.",
+              "parameters": {"type": "dict", "properties": {"x": {"type": "integer"}}, "required": ["x"]}} for i in range(500)]
+    t0 = time.perf_counter()
+    exps = experts_for(funcs)
+    assert len({e.name for e in exps}) == 500 and exps[499].function_name == "tool.f499"
+    assert time.perf_counter() - t0 < 20
+
+
+@pytest.mark.slow
+def test_mrkl_falls_back_on_a_question_in_another_language_or_off_topic(smollm2):
+    from mrkl.bfcl import MRKLSystem
+
+    system = MRKLSystem(smollm2)
+    for q in ("Quelle est la capitale de la France ?", "Who wrote Hamlet?"):
+        pred = system.predict(BFCLCase("x", q, [AREA], None))
+        assert pred.call is None and pred.note.startswith("fallback to the language model"), pred
+    pred = system.predict(BFCLCase("y", "Area of a triangle with base 10 and height 5", [AREA], GT))
+    assert pred.call == ("geometry.area", {"base": 10, "height": 5.0}) and pred.valid_json

@@ -1,0 +1,170 @@
+"""Constrained argument decoding: copy bias, grounding, the relevance gate; with the real model (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llm_backends.constrained import CopyBias, number_spans
+from router.arguments import documented_default, grounded_in
+from router.relevance import RelevanceGate, ungrounded_share
+
+
+def char_encode(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def boosted(bias: CopyBias, text: str) -> set[str]:
+    out = bias(text, torch.zeros(256))
+    return {chr(i) for i in torch.nonzero(out > 0).flatten().tolist()}
+
+
+def test_number_spans():
+    assert number_spans("a=-3, b = 1,500 and 9.8; x2 is not") == ["-3", "1500", "9.8"]
+
+
+def test_number_copy_bias_prefers_unused_numbers_in_order():
+    src = "coefficients a = 3, b = -11, and c = -4"
+    bias = CopyBias(char_encode, src, mode="number", bonus=4.0, end_ids=[ord(",")], first_bonus=2.0)
+    out = bias(" ", torch.zeros(256))
+    assert out[ord("3")] == 6.0 and out[ord("-")] == 4.0 and out[ord("7")] == 0.0
+    assert boosted(bias, " -1") == {"1"}  # continues -11
+    assert boosted(bias, " -11") == {","}  # -11 is complete: the end gets the bonus
+    used = CopyBias(char_encode, src, mode="number", bonus=4.0, used_numbers=["3"], first_bonus=2.0)
+    out = used(" ", torch.zeros(256))
+    assert out[ord("3")] == 0.0 and out[ord("-")] == 6.0  # 3 is taken; -11 is now the first
+
+
+def test_string_copy_bias_follows_question_spans():
+    src = "Weather in New York today?"
+    bias = CopyBias(char_encode, src, mode="string", bonus=3.0, end_ids=[ord('"')])
+    assert {"W", "i", "N", "Y", "t"} <= boosted(bias, ' "')  # any word start
+    assert boosted(bias, ' "New') == {" ", '"'}  # continue to " York", or end at the word boundary
+    assert boosted(bias, ' "Ne') == {"w"}  # no end inside a word
+    assert boosted(bias, ' "Boston') == set()  # not a span: no bias
+    assert boosted(bias, ' "New York", "x": 1') == set()  # outside any string
+
+
+def test_bias_never_revives_masked_tokens():
+    bias = CopyBias(char_encode, "value 42", mode="number", bonus=5.0)
+    logits = torch.full((256,), -torch.inf)
+    logits[ord("4")] = 0.0
+    out = bias(" ", logits)
+    assert out[ord("4")] == 5.0 and torch.isinf(out[ord("2")])
+
+
+def test_grounding_and_defaults():
+    q = "Find a vegan restaurant in New York open until 11 PM with a detailed menu"
+    assert grounded_in("New York", q) and not grounded_in("Boston", q)
+    assert grounded_in(11, q) and not grounded_in(12, q)
+    assert not grounded_in(11, q, used_numbers=[11.0])  # the only 11 is taken
+    assert grounded_in(True, q, name="detailed") and not grounded_in(True, q, name="include_photos")
+    assert not grounded_in(False, q, name="detailed")
+    assert grounded_in(["New York", "vegan"], q) and not grounded_in([], q)
+    assert not grounded_in([11, 5], q) and not grounded_in([11], q, used_numbers=[11.0])
+    assert documented_default({"type": "boolean", "description": "Return formatted string. Default is true."}) is True
+    assert documented_default({"type": "boolean", "description": "Whether to round (default: False)"}) is False
+    assert documented_default({"type": "integer", "default": 3}) == 3
+    assert documented_default({"type": "boolean", "description": "Round it."}) is None
+
+
+def test_ungrounded_share():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {"type": "boolean"}},
+              "required": ["a", "b", "c"]}
+    assert ungrounded_share({"a": 5, "b": "Paris", "c": True}, schema, "5 nights in Paris") == 0.0
+    assert ungrounded_share({"a": 7, "b": "Paris", "c": True}, schema, "5 nights in Paris") == 0.5
+    assert ungrounded_share(None, schema, "anything") == 1.0
+    assert ungrounded_share({}, {"type": "object", "properties": {}}, "q") == 0.0
+
+
+def test_relevance_gate_fit_separates_with_the_grounding_penalty():
+    # topically similar but unanswerable questions (high similarity, ungrounded arguments)
+    rows = [(0.6, 0.0, True), (0.55, 0.0, True), (0.5, 0.5, True), (0.45, 0.0, True),
+            (0.6, 1.0, False), (0.58, 1.0, False), (0.2, 0.5, False), (0.1, 1.0, False)]
+    gate = RelevanceGate()
+    report = gate.fit(rows)
+    assert report["balanced_accuracy"] == 1.0 and gate.weight > 0
+    assert all(gate.accepts(s, u) == y for s, u, y in rows)
+    with pytest.raises(ValueError, match="should and should not"):
+        gate.fit([(0.5, 0.0, True)])
+    with pytest.raises(ValueError, match="needs labelled rows"):
+        gate.fit([])
+
+
+# ---------------------------------------------------------------- the real model
+NESTED = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "nights": {"type": "integer"},
+        "room": {"type": "string", "enum": ["single", "double", "suite"]},
+        "guests": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"]}},
+    },
+    "required": ["city", "nights", "room", "guests"],
+}
+
+
+def _valid_nested(obj):
+    return (
+        isinstance(obj, dict) and set(obj) == set(NESTED["properties"])
+        and isinstance(obj["city"], str) and isinstance(obj["nights"], int) and obj["room"] in ("single", "double", "suite")
+        and all(set(g) == {"name", "age"} and isinstance(g["age"], int) for g in obj["guests"])
+    )
+
+
+@pytest.mark.slow
+def test_constrained_decoding_is_valid_json_even_from_a_garbage_model(smollm2):
+    from llm_backends.constrained import JSONSchemaConstraint
+
+    prompt = "Book 3 nights in Lisbon, double room, for Ana (34).\nArguments (JSON):"
+    gen = torch.Generator().manual_seed(0)
+    for noise in (0.0, 50.0):  # 50: logits swamped by noise, i.e. a model that emits garbage
+        hook = JSONSchemaConstraint(smollm2.tokenizer, NESTED)
+
+        def noisy(ids, logits, hook=hook, noise=noise):
+            return hook(ids, logits + noise * torch.randn(logits.shape, generator=gen))
+
+        text = smollm2.generate(prompt, max_new_tokens=200, logits_hook=noisy)
+        if hook.accepted:
+            assert _valid_nested(json.loads(text))
+        else:  # budget ran out mid-value: the router reports it, never returns broken JSON
+            assert noise > 0
+
+
+@pytest.mark.slow
+def test_router_copies_signed_numbers_and_skips_invented_optionals(smollm2):
+    from router.arguments import ConstrainedArguments
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}, "c": {"type": "integer"},
+                                               "precision": {"type": "integer", "description": "decimal places"}},
+              "required": ["a", "b", "c"]}
+    q = "Find the roots of a quadratic equation with coefficients a = 3, b = -11, and c = -4."
+    prompt = f"Function: solve_quadratic\nArguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+    args, raw = ConstrainedArguments(smollm2).extract(prompt, schema, q, per_field=True, ground_optional=True)
+    assert args == {"a": 3, "b": -11, "c": -4}
+    assert json.loads(raw) == args
+
+
+@pytest.mark.slow
+def test_prefix_kv_reuse_gives_the_same_text(smollm2):
+    base = "Question: Find the area of a triangle with base 10 and height 5.\nArguments: {\"base\":"
+    longer = base + ' 10, "height":'
+    smollm2.clear_prompt_cache()
+    smollm2.generate(base, max_new_tokens=3)
+    reused = smollm2.generate(longer, max_new_tokens=3)  # runs only the new tokens
+    smollm2.clear_prompt_cache()
+    fresh = smollm2.generate(longer, max_new_tokens=3)
+    assert reused == fresh and fresh.strip()
+
+
+def test_relevance_gate_operating_point():
+    rows = [(0.6, 0.0, True), (0.5, 0.0, True), (0.4, 0.0, True), (0.3, 0.0, True),
+            (0.45, 0.0, False), (0.35, 0.0, False), (0.2, 0.0, False), (0.1, 0.0, False)]
+    gate = RelevanceGate()
+    gate.fit(rows, min_no_call=1.0)  # no irrelevant question may be called
+    assert 0.45 < gate.threshold <= 0.5 and gate.report["no_call_rate_irrelevant"] == 1.0
+    assert gate.report["call_rate_relevant"] == 0.5
+    gate.fit(rows, min_no_call=0.75)  # one of four may be called: one more relevant call
+    assert gate.report["call_rate_relevant"] == 0.75 and gate.report["no_call_rate_irrelevant"] == 0.75
