@@ -299,7 +299,7 @@ class SQLGuard:
         for node in root.walk():
             if isinstance(node, _FORBIDDEN_NODES):
                 kind = next((k for k in _WHAT if type(node).__name__ == k), type(node).__name__)
-                raise self._refuse(sql, "forbidden", f"{_WHAT.get(kind, kind)} is not allowed; only reading SELECTs are run")
+                raise self._refuse(sql, "forbidden", f"not allowed: {_WHAT.get(kind, kind)}; only reading SELECT queries are run")
             if isinstance(node, exp.Fetch):
                 raise self._refuse(sql, "limit", "FETCH FIRST is not supported; write LIMIT n")
             if isinstance(node, exp.Func):
