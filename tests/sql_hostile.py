@@ -64,6 +64,7 @@ HOSTILE: list[Hostile] = [
     Hostile("comment before delete", "/* SELECT */ DELETE FROM {t}"),
     Hostile("transaction", "BEGIN; DELETE FROM {t}; COMMIT"),
     Hostile("commit", "COMMIT"),
+    Hostile("backslash quote then delete", "SELECT {c} FROM {t} WHERE {c} = 'x\\'; DELETE FROM {t}; --'"),
     Hostile("greek question mark", "SELECT {c} FROM {t}\u037e DROP TABLE {t}"),
     # writes inside a query
     Hostile("cte delete", "WITH d AS (DELETE FROM {t} RETURNING *) SELECT count(*) FROM d"),

@@ -175,6 +175,16 @@ def test_hostile_corpus_is_refused_and_changes_nothing(pg_url, shop, tmp_path):
     assert not evil.exists() and not Path("/tmp/evil.so").exists()
 
 
+def test_quoting_tricks_run_as_plain_reads(pg_url, shop):
+    """Text that only looks like a second statement is a string literal: it runs, as a read, and matches nothing."""
+    before = _snapshot(pg_url)
+    res = shop.run({"sql": "SELECT title FROM books WHERE title = E'x\\'; DELETE FROM books; --'"})
+    assert res.value == [] and res.data["sql"].startswith("SELECT title FROM books WHERE title = e'x''; DELETE")
+    res = shop.run({"sql": "SELECT $tag$'; DELETE FROM books; --$tag$ AS s FROM books LIMIT 1"})
+    assert res.value == "'; DELETE FROM books; --"
+    assert _snapshot(pg_url) == before
+
+
 def test_pg_sleep_beyond_the_timeout_is_stopped_by_the_server(pg_url):
     """The statement timeout for real: pg_sleep allowed on purpose, the server cancels it."""
     ex = SQLExpert(pg_url, timeout_s=0.5, extra_functions={"pg_sleep"}, sample_values=0)
