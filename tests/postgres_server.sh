@@ -36,14 +36,18 @@ _pg_install() {
     mkdir -p /etc/postgresql-common/createcluster.d
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/mrkl-no-main-cluster.conf
     export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq >&2 || _pg_log "apt-get update failed; trying the install anyway"
-    timeout 900 apt-get install -y -qq --no-install-recommends postgresql >&2
+    # bounded: a slow or unreachable mirror costs minutes, not the whole CI budget
+    local opts=(-o Acquire::Retries=3 -o Acquire::http::Timeout=30 -o DPkg::Lock::Timeout=120)
+    timeout 300 apt-get "${opts[@]}" update -qq >&2 || _pg_log "apt-get update failed; trying the install anyway"
+    timeout 600 apt-get "${opts[@]}" install -y -qq --no-install-recommends postgresql >&2
 }
 
 # run a PostgreSQL program as the postgres user when we are root (initdb refuses root)
 _pg_as_owner() {
-    if [ "$(id -u)" = 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then
         (cd "$MRKL_PG_DIR" && runuser -u postgres -- "$@")
+    elif [ "$(id -u)" = 0 ]; then
+        (cd "$MRKL_PG_DIR" && su -s /bin/sh postgres -c "$(printf '%q ' "$@")")
     else
         "$@"
     fi
@@ -68,7 +72,9 @@ pg_test_server_start() {
         _pg_log "running as root but there is no 'postgres' user to own the cluster: PostgreSQL tests will fail"
         return 0
     fi
-    MRKL_PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mrkl-pg.XXXXXX")"
+    local parent="${TMPDIR:-/tmp}"
+    [ "$(id -u)" = 0 ] && parent=/tmp  # the postgres user must be able to reach it
+    MRKL_PG_DIR="$(mktemp -d "$parent/mrkl-pg.XXXXXX")"
     [ "$(id -u)" = 0 ] && chown postgres: "$MRKL_PG_DIR"
     local port
     port="$("${PY:-python3}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
