@@ -97,6 +97,10 @@ _FORBIDDEN_NODES: tuple[type, ...] = tuple(
     if isinstance(c, type)
 )
 
+# sqlglot models some operators as functions too (AND, OR, ^, ~, ->, COLLATE ...): these are
+# operators written with symbols or keywords, never calls of a named function
+_OPERATORS = (exp.Connector, exp.Binary, exp.Unary, exp.Predicate)
+
 _WHAT = {
     "Insert": "INSERT", "Update": "UPDATE", "Delete": "DELETE", "Merge": "MERGE", "Create": "CREATE",
     "Drop": "DROP", "Alter": "ALTER", "TruncateTable": "TRUNCATE", "Into": "SELECT ... INTO",
@@ -302,7 +306,7 @@ class SQLGuard:
                 raise self._refuse(sql, "forbidden", f"not allowed: {_WHAT.get(kind, kind)}; only reading SELECT queries are run")
             if isinstance(node, exp.Fetch):
                 raise self._refuse(sql, "limit", "FETCH FIRST is not supported; write LIMIT n")
-            if isinstance(node, exp.Func):
+            if isinstance(node, exp.Func) and not isinstance(node, _OPERATORS):
                 fname = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
                 if fname.lower() not in self.functions:
                     raise self._refuse(

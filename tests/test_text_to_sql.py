@@ -114,6 +114,34 @@ def test_what_runs_is_the_checked_rendering(sql):
     assert res.sources == ["database:Track"]
 
 
+@pytest.mark.parametrize(
+    "query, first_line",
+    [
+        ("SELECT e.FirstName || ' ' || e.LastName AS employee, m.FirstName AS manager FROM Employee e "
+         "LEFT JOIN Employee m ON e.ReportsTo = m.EmployeeId ORDER BY e.EmployeeId", "employee: Andrew Adams | manager: (none)"),
+        ("SELECT Name, RANK() OVER (PARTITION BY GenreId ORDER BY Milliseconds DESC) AS r FROM Track "
+         "ORDER BY Milliseconds DESC LIMIT 1", "Name: Occupation / Precipice | r: 1"),
+        ("SELECT g.n FROM (SELECT GenreId, count(*) AS n FROM Track GROUP BY GenreId) AS g WHERE g.GenreId = 1", "1297"),
+        ("SELECT Title FROM Album JOIN Artist USING (ArtistId) WHERE Name = 'AC/DC' ORDER BY Title",
+         "For Those About To Rock We Salute You"),
+        ("SELECT count(*) FROM Artist a WHERE EXISTS (SELECT 1 FROM Album b WHERE b.ArtistId = a.ArtistId "
+         "AND b.Title LIKE '%Live%')", "11"),
+        ("SELECT t.Name FROM Track t, Album a WHERE t.AlbumId = a.AlbumId AND a.Title = 'Let There Be Rock' "
+         "ORDER BY t.TrackId LIMIT 1", "Go Down"),
+        ("WITH t(genre, n) AS (SELECT GenreId, count(*) FROM Track GROUP BY 1) SELECT max(n) FROM t", "1297"),
+        ("SELECT CASE WHEN Milliseconds > 300000 THEN 'long' ELSE 'short' END AS kind, count(*) AS n FROM Track "
+         "GROUP BY kind ORDER BY kind", "kind: long | n: 1069"),
+        ("SELECT count(DISTINCT BillingCountry) FROM Invoice", "24"),
+        ("SELECT ROUND(avg(Total) FILTER (WHERE BillingCountry = 'USA'), 2) FROM Invoice", "5.75"),
+        ("SELECT julianday('2024-03-01') - julianday('2024-02-01')", "29"),
+        ("SELECT upper(substr(Name, 1, 3)) || '!' FROM Genre ORDER BY GenreId LIMIT 1", "ROC!"),
+        ("SELECT Name FROM Genre WHERE GenreId IN (1, 2) OR Name = 'Blues' ORDER BY GenreId", "Rock"),
+    ],
+)
+def test_ordinary_sql_passes_the_guard(sql, query, first_line):
+    assert sql.run({"sql": query}).text.splitlines()[0] == first_line
+
+
 def test_names_are_case_insensitive_on_sqlite(sql):
     assert sql.run({"sql": 'SELECT count(*) FROM "track" t JOIN genre g ON g.genreid = t.GenreId '
                            "WHERE g.name = 'Jazz';"}).value == 130

@@ -149,6 +149,9 @@ def test_questions_answered_with_sql(shop):
                            "WHERE title ILIKE '%the%' GROUP BY y ORDER BY y"})
     assert res.data["rows"] == [[1965, 1], [1969, 1], [1974, 1], [1993, 1], [2008, 1]]
     assert res.data["sql"].endswith("LIMIT 1001")
+    res = shop.run({"sql": "SELECT title FROM books WHERE price > 10 AND author_id = 1 OR title = 'Solaris' "
+                           "ORDER BY title"})
+    assert [r["title"] for r in res.value] == ["Solaris", "The Dispossessed", "The Left Hand of Darkness"]
     # a '%' in a literal goes to the driver untouched (no parameter formatting)
     assert shop.run({"sql": "SELECT count(*) FROM books WHERE title LIKE '%of%'"}).value == 3
 
