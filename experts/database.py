@@ -748,12 +748,13 @@ class DatabaseExpert(Expert):
         return stmt, info
 
     # -- execute ---------------------------------------------------------------
-    def _arm_timeout(self, conn: Connection) -> Any:
-        """Start the statement timeout; returns a function that disarms it and says if it fired."""
+    def _arm_timeout(self, conn: Connection, seconds: float | None = None) -> Any:
+        """Start the statement timeout (``seconds``, default ``timeout_s``); returns a function that disarms it and says if it fired."""
+        seconds = self.timeout_s if seconds is None else seconds
         if self._dialect == "sqlite":
             raw = conn.connection.dbapi_connection
             if raw is not None and hasattr(raw, "set_progress_handler"):
-                deadline = time.monotonic() + self.timeout_s
+                deadline = time.monotonic() + seconds
                 fired = [False]
 
                 def handler() -> int:
@@ -771,7 +772,7 @@ class DatabaseExpert(Expert):
                 return disarm
         elif self._dialect == "postgresql":
             # constants from our own configuration, not from model output
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(self.timeout_s * 1000))}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         return lambda: False
 

@@ -52,6 +52,7 @@ __all__ = ["SQLExpert", "SQLArgs", "CHINOOK_SQL_EXAMPLES"]
 
 _SAMPLES = 3
 _SAMPLE_CHARS = 32
+_SAMPLE_SECONDS = 1.0  # time budget for one table's sample values
 _CATEGORICAL_MAX = 30  # text columns with more distinct values than this get no samples
 _CHINOOK_SENTENCE = (
     "Writes one SQL query over the music store database (Chinook) for questions that need totals "
@@ -249,27 +250,34 @@ class SQLExpert(DatabaseExpert):
         name_cols = self._name_columns(table)
         try:
             with self.engine.connect() as conn:
-                for c in table.columns:
-                    if c.primary_key or c.foreign_keys:
-                        continue
-                    pt = _python_type(c)
-                    if pt is str:
-                        n, distinct = conn.execute(select(func.count(c), func.count(c.distinct()))).one()
-                        if not n or distinct > _CATEGORICAL_MAX or (distinct == n and c not in name_cols):
-                            continue
-                        stmt = select(c).where(c.is_not(None)).group_by(c).order_by(func.count().desc(), c)
-                        vals = [str(v)[:_SAMPLE_CHARS] for (v,) in conn.execute(stmt.limit(self.sample_values))]
-                        if vals:
-                            out[c.name] = "e.g. " + ", ".join("'" + v.replace("'", "''") + "'" for v in vals)
-                    elif pt in (int, float, Decimal, _dt.date, _dt.datetime):
-                        lo, hi = conn.execute(select(func.min(c), func.max(c))).one()
-                        if lo is not None:
-                            show = (lambda v: _fmt(_jsonable(v))) if pt in (int, float, Decimal) else str
-                            out[c.name] = f"{show(lo)}..{show(hi)}"
-                conn.rollback()
+                # a big table must not stall start-up: its samples get at most this long
+                disarm = self._arm_timeout(conn, min(self.timeout_s, _SAMPLE_SECONDS))
+                try:
+                    for c in table.columns:
+                        if not (c.primary_key or c.foreign_keys):
+                            self._sample_column(conn, c, name_cols, out)
+                finally:
+                    disarm()
+                    conn.rollback()
         except sa_exc.SQLAlchemyError:
-            return out  # samples are a nicety; the schema itself is already known
+            pass  # samples are a nicety (and may time out); the schema itself is already known
         return out
+
+    def _sample_column(self, conn: Any, c: Any, name_cols: list, out: dict[str, str]) -> None:
+        pt = _python_type(c)
+        if pt is str:
+            n, distinct = conn.execute(select(func.count(c), func.count(c.distinct()))).one()
+            if not n or distinct > _CATEGORICAL_MAX or (distinct == n and c not in name_cols):
+                return
+            stmt = select(c).where(c.is_not(None)).group_by(c).order_by(func.count().desc(), c)
+            vals = [str(v)[:_SAMPLE_CHARS] for (v,) in conn.execute(stmt.limit(self.sample_values))]
+            if vals:
+                out[c.name] = "e.g. " + ", ".join("'" + v.replace("'", "''") + "'" for v in vals)
+        elif pt in (int, float, Decimal, _dt.date, _dt.datetime):
+            lo, hi = conn.execute(select(func.min(c), func.max(c))).one()
+            if lo is not None:
+                show = (lambda v: _fmt(_jsonable(v))) if pt in (int, float, Decimal) else str
+                out[c.name] = f"{show(lo)}..{show(hi)}"
 
     # -- run -----------------------------------------------------------------------
     def check(self, sql: str) -> GuardedQuery:

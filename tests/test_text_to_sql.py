@@ -223,6 +223,21 @@ def test_unsupported_dialect_is_refused(monkeypatch):
         SQLExpert()
 
 
+def test_sample_values_that_time_out_are_left_out(monkeypatch):
+    import experts.text_to_sql as t2s
+
+    monkeypatch.setattr(t2s, "_SAMPLE_SECONDS", 1e-9)  # only tiny tables finish before the first check
+    ex = SQLExpert()
+    d = ex.description
+    assert "Track(TrackId INTEGER primary key, Name NVARCHAR(200), AlbumId INTEGER → Album.AlbumId, " \
+           "MediaTypeId INTEGER → MediaType.MediaTypeId, GenreId INTEGER → Genre.GenreId, Composer NVARCHAR(220), " \
+           "Milliseconds INTEGER, Bytes INTEGER, UnitPrice NUMERIC(10, 2))" in d
+    assert "BillingCountry NVARCHAR(40)," in d
+    assert "Name NVARCHAR(120) e.g. 'Alternative', 'Alternative & Punk', 'Blues'" in d  # Genre: 25 rows
+    assert ex.run({"sql": "SELECT count(*) FROM Track"}).value == 3503  # the timeout was disarmed
+    ex.close()
+
+
 def test_bad_url_and_missing_file(tmp_path):
     with pytest.raises(ExpertError, match="cannot open database"):
         SQLExpert(f"sqlite:///{tmp_path}/missing.sqlite")
