@@ -7,6 +7,8 @@
 * :mod:`experts.dates` — date arithmetic and calendar questions.
 * :mod:`experts.http_api` — declarative HTTP API experts; shipped: ``weather``
   (Open-Meteo), ``currency`` (Frankfurter, ECB rates), ``wikipedia`` (REST summary).
+* :mod:`experts.text_to_sql` — natural-language-to-SQL: the language model writes one
+  SELECT, :mod:`experts.sql_guard` checks it before it runs read-only.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ __all__ = ["builtin_experts"]
 
 
 def builtin_experts() -> list:
-    """Fresh instances of the built-in experts: calculator, database, units, dates,
+    """Fresh instances of the built-in experts: calculator, database, sql, units, dates,
     then the shipped HTTP API experts (currency, weather, wikipedia)."""
     from experts.calculator import CalculatorExpert
     from experts.database import DatabaseExpert
     from experts.dates import DatesExpert
     from experts.http_api import builtin_http_experts
+    from experts.text_to_sql import SQLExpert
     from experts.units import UnitsExpert
 
-    return [CalculatorExpert(), DatabaseExpert(), UnitsExpert(), DatesExpert(), *builtin_http_experts()]
+    return [CalculatorExpert(), DatabaseExpert(), SQLExpert(), UnitsExpert(), DatesExpert(), *builtin_http_experts()]

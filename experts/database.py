@@ -43,12 +43,12 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from mrkl.errors import ExpertError
 from mrkl.expert import Expert, ExpertResult, RoutingExample
 
-__all__ = ["DatabaseExpert", "DatabaseArgs", "Filter", "CHINOOK_PATH", "CHINOOK_EXAMPLES"]
+__all__ = ["DatabaseExpert", "DatabaseArgs", "Filter", "CHINOOK_PATH", "CHINOOK_EXAMPLES", "create_readonly_engine"]
 
 CHINOOK_PATH = Path(__file__).resolve().parent / "data" / "chinook.sqlite"
 CHINOOK_SENTENCE = (
@@ -335,7 +335,7 @@ class DatabaseExpert(Expert):
         ExpertError: the database cannot be opened or has no tables.
 
     Attributes:
-        engine: the SQLAlchemy engine (SQLite connections have ``PRAGMA query_only``).
+        engine: the SQLAlchemy engine from :func:`create_readonly_engine` (read-only connections).
         metadata: the reflected schema.
     """
 
@@ -366,12 +366,10 @@ class DatabaseExpert(Expert):
         if bundled:
             url = f"sqlite:///file:{quote(str(CHINOOK_PATH), safe='/')}?mode=ro&uri=true"
         try:
-            self.engine: Engine = create_engine(url)
+            self.engine: Engine = create_readonly_engine(url)
         except (sa_exc.SQLAlchemyError, ValueError, ImportError) as exc:
             raise ExpertError(f"cannot open database: {exc}") from exc
         self._dialect = self.engine.dialect.name
-        if self._dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_query_only)
         self.metadata = MetaData()
         try:
             self.metadata.reflect(bind=self.engine)
@@ -750,12 +748,13 @@ class DatabaseExpert(Expert):
         return stmt, info
 
     # -- execute ---------------------------------------------------------------
-    def _arm_timeout(self, conn: Connection) -> Any:
-        """Start the statement timeout; returns a function that disarms it and says if it fired."""
+    def _arm_timeout(self, conn: Connection, seconds: float | None = None) -> Any:
+        """Start the statement timeout (``seconds``, default ``timeout_s``); returns a function that disarms it and says if it fired."""
+        seconds = self.timeout_s if seconds is None else seconds
         if self._dialect == "sqlite":
             raw = conn.connection.dbapi_connection
             if raw is not None and hasattr(raw, "set_progress_handler"):
-                deadline = time.monotonic() + self.timeout_s
+                deadline = time.monotonic() + seconds
                 fired = [False]
 
                 def handler() -> int:
@@ -773,9 +772,56 @@ class DatabaseExpert(Expert):
                 return disarm
         elif self._dialect == "postgresql":
             # constants from our own configuration, not from model output
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(self.timeout_s * 1000))}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         return lambda: False
+
+    def fetch(self, statement: Any, max_rows: int) -> tuple[list[str], list[Any]]:
+        """Execute one statement read-only under the statement timeout; fetch at most ``max_rows`` rows.
+
+        Args:
+            statement: a SQLAlchemy executable, or SQL text (``str``) that is sent to the
+                driver as is, without bound parameters (so ``%`` and ``:name`` stay literal).
+                Text must already be checked (see :class:`experts.sql_guard.SQLGuard`).
+            max_rows: the most rows fetched.
+
+        Returns:
+            ``(column names, rows)``.
+
+        Raises:
+            ExpertError: ``query timed out after N s``, or ``database error: ...`` (the
+                driver's message). The transaction is always rolled back.
+        """
+        try:
+            with self.engine.connect() as conn:
+                disarm = self._arm_timeout(conn)
+                timed_out = False
+                try:
+                    try:
+                        if isinstance(statement, str):
+                            result = conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
+                        else:
+                            result = conn.execute(statement)
+                        keys = list(result.keys())
+                        rows = result.fetchmany(max_rows)
+                    finally:
+                        timed_out = disarm()
+                except sa_exc.SQLAlchemyError:
+                    if timed_out:
+                        raise _Timeout() from None
+                    raise
+                finally:
+                    conn.rollback()
+        except _Timeout:
+            raise ExpertError(f"query timed out after {_fmt_secs(self.timeout_s)} s") from None
+        except sa_exc.DBAPIError as exc:
+            msg = str(exc.orig) if exc.orig is not None else str(exc)
+            if "statement timeout" in msg.lower() or "canceling statement" in msg.lower():
+                raise ExpertError(f"query timed out after {_fmt_secs(self.timeout_s)} s") from None
+            raise ExpertError(f"database error: {msg.strip()}") from None
+        except sa_exc.SQLAlchemyError as exc:
+            raise ExpertError(f"database error: {exc}") from None
+        return keys, rows
 
     def _display_sql(self, stmt: Any) -> str:
         try:
@@ -806,30 +852,7 @@ class DatabaseExpert(Expert):
         run_stmt = stmt if info["scalar"] else stmt.limit(limit + 1)
         shown_stmt = stmt if info["scalar"] else stmt.limit(limit)
         sql = self._display_sql(shown_stmt)
-        try:
-            with self.engine.connect() as conn:
-                disarm = self._arm_timeout(conn)
-                timed_out = False
-                try:
-                    try:
-                        rows = conn.execute(run_stmt).fetchmany(limit + 1)
-                    finally:
-                        timed_out = disarm()
-                except sa_exc.SQLAlchemyError:
-                    if timed_out:
-                        raise _Timeout() from None
-                    raise
-                finally:
-                    conn.rollback()
-        except _Timeout:
-            raise ExpertError(f"query timed out after {_fmt_secs(self.timeout_s)} s") from None
-        except sa_exc.DBAPIError as exc:
-            msg = str(exc.orig) if exc.orig is not None else str(exc)
-            if "statement timeout" in msg.lower() or "canceling statement" in msg.lower():
-                raise ExpertError(f"query timed out after {_fmt_secs(self.timeout_s)} s") from None
-            raise ExpertError(f"database error: {msg}") from None
-        except sa_exc.SQLAlchemyError as exc:
-            raise ExpertError(f"database error: {exc}") from None
+        _, rows = self.fetch(run_stmt, limit + 1)
 
         keys: list[str] = info["keys"]
         truncated = len(rows) > limit
@@ -869,6 +892,39 @@ class DatabaseExpert(Expert):
     def close(self) -> None:
         """Release the engine's pooled connections."""
         self.engine.dispose()
+
+
+def create_readonly_engine(url: str | URL) -> Engine:
+    """A SQLAlchemy engine whose connections cannot write (defence in depth under the checks).
+
+    * SQLite files open as ``file:...?mode=ro`` URIs (an in-memory database stays as it is)
+      and every connection gets ``PRAGMA query_only = ON``;
+    * PostgreSQL sessions start with ``default_transaction_read_only = on`` (unless the
+      URL sets its own ``options``); :meth:`DatabaseExpert._arm_timeout` also runs
+      ``SET TRANSACTION READ ONLY`` in every transaction;
+    * other dialects are opened as given.
+
+    Args:
+        url: a SQLAlchemy URL (text or ``sqlalchemy.engine.URL``).
+
+    Raises:
+        sqlalchemy.exc.ArgumentError, ValueError: a malformed URL.
+        ImportError: the dialect's driver is not installed.
+    """
+    u = make_url(url)
+    connect_args: dict[str, Any] = {}
+    if u.get_backend_name() == "sqlite":
+        db = u.database or ""
+        if db and db != ":memory:" and not u.query.get("mode"):
+            if not db.startswith("file:"):
+                db = "file:" + quote(db, safe="/:")
+            u = u.set(database=db).update_query_dict({"mode": "ro", "uri": "true"})
+    elif u.get_backend_name() == "postgresql" and "options" not in u.query:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    engine = create_engine(u, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_query_only)
+    return engine
 
 
 def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
