@@ -28,7 +28,9 @@ def weather(city: str) -> str:
 
 @pytest.fixture(scope="module")
 def fitted():
-    experts = builtin_experts()
+    # experts with distinct jobs (the sql expert answers the same Chinook questions as
+    # the database expert, so their examples are interchangeable by design)
+    experts = [e for e in builtin_experts() if e.name in ("calculator", "database", "units", "dates")]
     r = EmbeddingRouter()
     report = r.fit(experts)
     return r, experts, report
