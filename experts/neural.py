@@ -166,6 +166,7 @@ class TransformersPipelineExpert(Expert):
             raise ModelNotFoundError(f"model folder {folder} has no config.json")
         self.model_dir = folder.resolve()
         self.task = _canonical_task(task)
+        self._pipeline_task = task  # as given: "translation_en_to_fr" keeps its language pair
         self.device = device
         self.pipeline_kwargs = dict(pipeline_kwargs or {})
         self.max_input_chars = max_input_chars
@@ -197,7 +198,7 @@ class TransformersPipelineExpert(Expert):
 
                 try:
                     self._pipeline = pipeline(
-                        self.task, model=str(self.model_dir), tokenizer=str(self.model_dir), device=self.device
+                        self._pipeline_task, model=str(self.model_dir), tokenizer=str(self.model_dir), device=self.device
                     )
                 except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear error
                     raise BackendError(
