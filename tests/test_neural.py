@@ -91,6 +91,36 @@ def test_pipeline_expert_bad_folder_task_and_input(tiny_classifier, tmp_path):
         e.run(e.parse_args({"text": "the movie was great"}))
 
 
+@pytest.mark.parametrize("task", ["token-classification", "fill-mask", "feature-extraction"])
+def test_pipeline_expert_other_text_tasks(task, tmp_path):
+    from transformers import BertConfig, BertForMaskedLM, BertForTokenClassification, BertModel, BertTokenizer
+
+    labels = {0: "O", 1: "B-LOC", 2: "I-LOC"}
+    config = BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=20, max_position_embeddings=32, id2label=labels,
+                        label2id={v: k for k, v in labels.items()})
+    torch.manual_seed(0)
+    model = {"token-classification": BertForTokenClassification, "fill-mask": BertForMaskedLM,
+             "feature-extraction": BertModel}[task](config)
+    model.save_pretrained(tmp_path)
+    BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(tmp_path)
+    e = TransformersPipelineExpert(tmp_path, task, name="t", description="A tiny model.")
+    text = "the movie was [MASK]" if task == "fill-mask" else "the movie was great"
+    result = e.run(e.parse_args({"text": text}))
+    if task == "token-classification":
+        assert all(ent["entity"] in labels.values() and ent["entity"] != "O" for ent in result.value)
+        words = [ent["word"] for ent in result.value]
+        assert result.text == (", ".join(f"{w} ({ent['entity']})" for w, ent in zip(words, result.value)) or "no entities found")
+    elif task == "fill-mask":
+        assert len(result.value) == 5 and result.value[0]["score"] >= result.value[-1]["score"]
+        assert result.text == result.value[0]["sequence"]
+        assert result.value[0]["token_str"] in WORDS
+    else:
+        arr = np.asarray(result.value, dtype=np.float32)
+        assert arr.shape == (1, 6, 16)  # [CLS] the movie was great [SEP], hidden 16
+        assert result.text == "embedding of shape (1, 6, 16)"
+
+
 def test_pipeline_expert_is_routed_to(tiny_classifier):
     e = TransformersPipelineExpert(tiny_classifier, "text-classification", name="sentiment",
                                    description="Sentiment of a text.")
@@ -231,3 +261,18 @@ def test_docs_expert_is_builtin_and_routed_to(tmp_path, monkeypatch):
     assert answer.trace.steps[0].sources[0] == "compression.md"
     answer = system.ask("Which exit status does the command line use for an empty question?")
     assert answer.value[0]["source"] == "cli.md"
+
+
+@pytest.mark.slow
+def test_real_model_routes_docs_questions_to_docs_and_others_elsewhere(smollm2):
+    from router.llm_router import LLMRouter
+
+    router = LLMRouter(smollm2)
+    experts = builtin_experts()
+    chosen = {q: router.choose(q, experts)[0] for q in (
+        "What does FFN Fusion fuse together?",
+        "How can an installed package add experts to mrkl?",
+        "How many albums does Led Zeppelin have?",
+        "What is 12 times 34?",
+    )}
+    assert list(chosen.values()) == ["docs", "docs", "database", "calculator"], chosen
