@@ -184,7 +184,8 @@ class LangChainToolExpert(Expert):
         super().__init__()
 
     def _tool_input(self, args: BaseModel) -> dict[str, Any]:
-        return args.model_dump(exclude_unset=False)
+        # only the arguments given: the tool applies its own defaults (a JSON-schema tool may not accept None)
+        return args.model_dump(exclude_unset=True)
 
     def _wrap(self, out: Any) -> ExpertResult:
         if self.tool.response_format == "content_and_artifact" and hasattr(out, "artifact"):

@@ -110,6 +110,7 @@ def test_json_schema_tool_becomes_expert():
     args = e.parse_args({"word": "ab", "sep": "-"})
     assert args.times == 2
     assert e.run(args).value == "ab-ab"
+    assert e.run(e.parse_args({"word": "ab", "times": 3})).value == "ababab"  # sep left to the tool's default
     with pytest.raises(ArgumentError):
         e.parse_args({"word": "ab", "sep": "*"})
     with pytest.raises(ArgumentError):
