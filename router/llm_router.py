@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -221,6 +222,7 @@ class LLMRouter:
         self.arg_examples = arg_examples
         self.none_examples = list(none_examples)
         can_score = getattr(getattr(backend, "capabilities", None), "score", True)
+        self._local = threading.local()  # the last generated choice per thread, for the decision's reason
         if choice is None:
             choice = "channel" if can_score else "generate"
         if choice not in ("channel", "direct", "generate"):
@@ -364,6 +366,7 @@ class LLMRouter:
         """
         names = [e.name for e in experts] + [NONE]
         raw = self.backend.generate(self.choice_prompt(question, experts), max_new_tokens=16, stop=("\n",))
+        self._local.raw = raw
         text = raw.strip().strip("`'\".,:;!*").strip().lower()
         if text in names:
             return text, raw
@@ -456,13 +459,14 @@ class LLMRouter:
         top_name, top_p = ranked[0]
         decision.confidence = top_p
         decision.alternatives = [(n, p) for n, p in ranked if n != (best or NONE)]
+        written = f" (the model wrote {getattr(self._local, 'raw', '')!r})" if self.choice == "generate" else ""
         if best is None:
             decision.reason = (
                 "the router chose none" if top_name == NONE else f"confidence {top_p:.2f} below {self.min_confidence}"
-            )
+            ) + written
             return decision
         decision.expert = best
-        decision.reason = "highest-scoring expert"
+        decision.reason = ("the expert the model named" if written else "highest-scoring expert") + written
         expert = registry.get(best)
         t1 = time.perf_counter()
         args, raw, err = self.extract_args(question, expert)

@@ -227,6 +227,7 @@ def test_router_without_score_generates_the_choice():
     decision = router.route("what is fifty seven plus three?", registry)
     assert decision.expert == "calculator" and decision.args == {"expression": "57 + 3"}
     assert decision.confidence == 1.0
+    assert decision.reason == "the expert the model named (the model wrote 'calculator')"
     with pytest.raises(ValueError, match="cannot score"):
         LLMRouter(backend, choice="channel")
 
