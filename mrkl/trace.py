@@ -46,7 +46,11 @@ class RouteDecision:
         attempts: each argument-extraction attempt: ``{"raw": str, "error": str | None}``.
         error: why the decision is unusable (invalid arguments after repair, bad output), else ``None``.
         reason: short human-readable reason for the choice (e.g. "score margin", "below threshold").
-        timings: stage → seconds (``"choose_expert"``, ``"extract_args"``).
+        timings: stage → seconds (``"choose_expert"``, ``"extract_args"``; a two-stage router
+            adds ``"embedding_shortlist"``).
+        shortlist: the experts a first stage kept for the second, best first, as
+            ``(name, score)`` (cosine similarity for the embedding shortlist); empty when none.
+        notes: remarks on how the decision was made (e.g. a stage that was unavailable).
     """
 
     question: str
@@ -60,6 +64,8 @@ class RouteDecision:
     error: str | None = None
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    shortlist: list[tuple[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +86,8 @@ class RouteDecision:
             "error": self.error,
             "reason": self.reason,
             "timings": dict(self.timings),
+            "shortlist": [list(a) for a in self.shortlist],
+            "notes": list(self.notes),
         }
 
 
@@ -161,6 +169,15 @@ class Trace:
             lines.append(
                 f"route: {d.expert or 'none'} (confidence {d.confidence:.2f}{'; next: ' + alts if alts else ''})"
             )
+            if d.shortlist:
+                took = d.timings.get("embedding_shortlist")
+                lines.append(
+                    "  shortlist: "
+                    + ", ".join(f"{n} {s:.2f}" for n, s in d.shortlist)
+                    + (f" (embeddings, {took * 1000:.0f} ms)" if took is not None else "")
+                )
+            for note in d.notes:
+                lines.append(f"  note: {note}")
             for i, a in enumerate(d.attempts, 1):
                 lines.append(f"  attempt {i}: {a.get('raw', '')!r}" + (f" -> {a['error']}" if a.get("error") else ""))
             if d.error:

@@ -15,7 +15,8 @@ __all__ = ["Router"]
 class Router(Protocol):
     """Chooses an expert (or none) for a question and extracts its arguments.
 
-    Implementations: :class:`router.llm_router.LLMRouter`.
+    Implementations: :class:`router.llm_router.LLMRouter`, :class:`router.embedding.EmbeddingRouter`,
+    :class:`router.two_stage.TwoStageRouter`.
     """
 
     def route(self, question: str, registry: ExpertRegistry) -> RouteDecision:

@@ -466,3 +466,38 @@ def test_symbolic_args_parse_plain_english_questions_only():
     assert calc.symbolic_args("What is fifty seven plus three?") == {"expression": "What is fifty seven plus three?"}
     assert calc.symbolic_args("Who wrote Hamlet?") is None
     assert calc.symbolic_args("__import__('os')") is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # "take ... away", as a phrase and as a step of a chain
+        ("take 72 away from 907", 835),
+        ("take seven hundred forty-five away from seventy-eight", -667),
+        ("take away 4 from 10", 6),
+        ("what is the product of 28 and 62, then take away 4?", 1732),
+        ("53 + 903 then take away five and square the result", 904401),
+        ("Take 623 away from 53 and then add eleven to it, then take away twelve.", -571),
+        ("20 percent of three hundred eighteen then take away 2?", sympy.Rational(308, 5)),
+        # increase / decrease, by an amount or by a percentage
+        ("increase 74 by 25%", sympy.Rational(185, 2)),
+        ("Decrease ninety-nine by 50 percent?", sympy.Rational(99, 2)),
+        ("increase 80 by 15", 95),
+        ("reduce 200 by 10%", 180),
+        ("decrease 50 by 8", 42),
+        # lists of operands
+        ("what is the sum of sixteen, 27 and 85?", 128),
+        ("the product of 2, 3, 4 and 5", 120),
+        ("the average of 3, 4 and 8", 5),
+        # "what do you get if you ..."
+        ("What do you get if you multiply 98 by 61?", 5978),
+        ("what would you get if you add 5 and 7", 12),
+    ],
+)
+def test_more_english_phrasings(expression, expected):
+    assert evaluate(expression).value == expected
+
+
+def test_take_without_away_or_from_is_not_a_subtraction():
+    with pytest.raises(ExpertError):
+        evaluate("take 5")

@@ -71,5 +71,8 @@ def test_ask_json_end_to_end_through_the_console_script():
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["expert"] == "calculator" and data["text"] == "60"
-    assert data["trace"]["decision"]["args"] == {"expression": "57 + 3"}
+    # the default two-stage router takes the calculator's own parse of the question
+    assert data["trace"]["decision"]["args"] == {"expression": "what is fifty seven plus three?"}
+    assert data["trace"]["decision"]["raw_output"] == "(expert's symbolic parser)"
+    assert [n for n, _ in data["trace"]["decision"]["shortlist"]] == ["calculator", "database"]
     assert data["trace"]["steps"][0]["result"] == "60"

@@ -10,12 +10,21 @@ import pytest
 
 from mrkl import FALLBACK, MRKL
 from mrkl.evaluation import answer_matches
+from router import LLMRouter
+from router.two_stage import TwoStageRouter
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def system(smollm2):
+    """The LLM router over all experts, explicitly: these tests check its own argument extraction."""
+    return MRKL(backend=smollm2, router=LLMRouter(smollm2))
+
+
+@pytest.fixture(scope="module")
+def default_system(smollm2):
+    """MRKL's default router: embedding shortlist, LLM choice, the expert's own parser first."""
     return MRKL(backend=smollm2)
 
 
@@ -57,3 +66,17 @@ def test_question_no_expert_covers_goes_to_the_language_model(system):
     assert answer.trace.decision.expert is None
     assert answer.trace.fallback_reason.startswith("no expert fits")
     assert answer.text.strip()  # the model said something
+
+
+def test_default_two_stage_system_answers_with_shortlist_and_stage_timings(default_system):
+    assert isinstance(default_system.router, TwoStageRouter)
+    answer = default_system.ask("what is fifty seven plus three?")
+    d = answer.trace.decision
+    assert answer.expert == "calculator" and answer.value == 60
+    assert d.args == {"expression": "what is fifty seven plus three?"}  # the calculator's own parser
+    assert d.raw_output == "(expert's symbolic parser)"
+    assert [n for n, _ in d.shortlist] == ["calculator", "database"]
+    assert {"embedding_shortlist", "choose_expert", "extract_args"} <= set(d.timings)
+    answer = default_system.ask("How many albums does Led Zeppelin have?")
+    assert answer.expert == "database" and answer.value == 14, answer.trace.format()
+    assert answer.trace.decision.shortlist[0][0] == "database"

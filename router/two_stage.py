@@ -1,0 +1,210 @@
+"""Two-stage routing: an embedding shortlist, then the LLM router among the shortlisted experts.
+
+Stage 1 (:class:`router.embedding.EmbeddingRouter`, milliseconds): rank every
+expert by the cosine similarity of the question with the expert's description
+and routing examples, keep the top ``k``. Stage 2 (:class:`router.LLMRouter`):
+score only those ``k`` experts and "none" under the language model; the chosen
+expert's arguments come from its own symbolic parser when it understands the
+question, else the LLM router decodes them. The language model's prompts hold only
+the shortlisted experts, so routing scales to hundreds of experts at the cost
+of ``k + 1`` scorings instead of ``n + 1`` (the retrieve-then-rerank pattern of
+tool retrieval, e.g. Qin et al., 2023, "ToolLLM", Sec. 2.3; Patil et al., 2023,
+"Gorilla", Sec. 3.2).
+
+The trace (``RouteDecision``) carries the shortlist with its similarities and the
+time of each stage: ``embedding_shortlist``, ``choose_expert``, ``extract_args``.
+If the embedding model is missing or fails, the LLM router decides over all
+experts and the decision's ``notes`` say so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llm_backends.errors import BackendError
+from mrkl.expert import Expert
+from mrkl.registry import ExpertRegistry
+from mrkl.trace import RouteDecision
+from router.embedding import NONE, EmbeddingRouter
+
+__all__ = ["TwoStageRouter", "DEFAULT_SHORTLIST_K"]
+
+DEFAULT_SHORTLIST_K = 3
+
+
+#: ``raw_output`` of a decision whose arguments came from the expert's own symbolic parser
+SYMBOLIC_RAW = "(expert's symbolic parser)"
+
+
+def _symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
+    """The expert's own parse of the question, validated; None when it has none or it fails."""
+    try:
+        raw = expert.symbolic_args(question)
+        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
+        return None
+
+
+class TwoStageRouter:
+    """Embedding shortlist of ``k`` experts, then the LLM router decides among them (+ "none").
+
+    Args:
+        llm: the second stage, an :class:`router.LLMRouter` (anything with
+            ``route(question, registry)`` and ``repair_args``).
+        embedding: the first stage; default an :class:`EmbeddingRouter` on all-MiniLM-L6-v2.
+        k: experts kept by the shortlist (default 3). With ``k`` or fewer experts the
+            shortlist keeps all of them (still ranked, for the trace).
+        auto_fit: fit the embedding router's none threshold and temperature
+            (:meth:`EmbeddingRouter.fit`, leave-one-out on the experts' routing examples)
+            the first time it meets a set of experts, and again when the set changes.
+        none_gate: when True, a question whose best similarity is below the embedding
+            router's none threshold goes to the fallback without asking the LLM (faster;
+            off by default, so "none" is decided by the LLM router among the shortlist).
+        symbolic_first: after the LLM router chose an expert, take the arguments from that
+            expert's own symbolic parser (:meth:`mrkl.Expert.symbolic_args`) when it understands
+            the question, and decode with the LLM only when it does not (MRKL, Karpas et al.,
+            2022, Sec. 4: a symbolic parser is exact where a small model's extraction is not).
+
+    Raises:
+        ValueError: ``k < 1``.
+    """
+
+    def __init__(
+        self,
+        llm: Any,
+        embedding: EmbeddingRouter | None = None,
+        *,
+        k: int = DEFAULT_SHORTLIST_K,
+        auto_fit: bool = True,
+        none_gate: bool = False,
+        symbolic_first: bool = True,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.llm = llm
+        self.embedding = embedding if embedding is not None else EmbeddingRouter()
+        self.k = k
+        self.auto_fit = auto_fit
+        self.none_gate = none_gate
+        self.symbolic_first = symbolic_first
+        self._fitted_on: frozenset[tuple[str, str]] | None = None
+
+    # the LLM router's argument methods, for callers that use them directly
+    def extract_args(self, question: str, expert: Expert, **kw: Any) -> tuple[dict[str, Any] | None, str, str | None]:
+        """Arguments for ``expert`` from the LLM router (one attempt); see :meth:`LLMRouter.extract_args`."""
+        return self.llm.extract_args(question, expert, **kw)
+
+    def repair_args(
+        self, question: str, expert: Expert, previous: str, error: str
+    ) -> tuple[dict[str, Any] | None, str, str | None]:
+        """Re-extract arguments with the LLM router, showing ``previous`` and ``error``."""
+        return self.llm.repair_args(question, expert, previous, error)
+
+    def _second_stage(self, question: str, sub: ExpertRegistry) -> RouteDecision:
+        """The LLM router's expert choice among ``sub``; arguments from the expert's own parser when it has them.
+
+        With ``symbolic_first`` and an LLM router that has ``choose`` and ``extract_args``, the
+        chosen expert's :meth:`~mrkl.Expert.symbolic_args` go first (exact, and no decoding);
+        otherwise, or when the parser does not understand the question, the LLM router decodes
+        the arguments (one repair). Without ``symbolic_first`` it is ``llm.route``.
+        """
+        llm = self.llm
+        if not (self.symbolic_first and hasattr(llm, "choose") and hasattr(llm, "extract_args")):
+            return llm.route(question, sub)
+        experts = list(sub)
+        decision = RouteDecision(question=question, expert=None)
+        t0 = time.perf_counter()
+        try:
+            best, scores, probs = llm.choose(question, experts)
+        except BackendError as exc:
+            decision.error = f"expert choice failed: {exc}"
+            decision.timings["choose_expert"] = time.perf_counter() - t0
+            return decision
+        decision.timings["choose_expert"] = time.perf_counter() - t0
+        decision.scores = scores
+        ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
+        top_name, top_p = ranked[0]
+        decision.confidence = top_p
+        decision.alternatives = [(n, p) for n, p in ranked if n != (best or NONE)]
+        if best is None:
+            decision.reason = (
+                "the router chose none"
+                if top_name == NONE
+                else f"confidence {top_p:.2f} below {getattr(llm, 'min_confidence', 0.0)}"
+            )
+            return decision
+        decision.expert = best
+        decision.reason = "highest-scoring expert"
+        expert = sub.get(best)
+        t1 = time.perf_counter()
+        symbolic = _symbolic_args(expert, question)
+        if symbolic is not None:
+            args, raw, err = symbolic, SYMBOLIC_RAW, None
+            decision.attempts.append({"raw": raw, "error": None})
+        else:
+            args, raw, err = llm.extract_args(question, expert)
+            decision.attempts.append({"raw": raw, "error": err})
+            if err is not None and getattr(llm, "repair", True):
+                args, raw, err = llm.repair_args(question, expert, raw, err)
+                decision.attempts.append({"raw": raw, "error": err})
+        decision.timings["extract_args"] = time.perf_counter() - t1
+        decision.raw_output, decision.args, decision.error = raw, args, err
+        return decision
+
+    def _maybe_fit(self, experts: list[Expert]) -> None:
+        if not self.auto_fit:
+            return
+        key = frozenset((e.name, self.embedding._fingerprint(e, self.embedding.expert_texts(e))) for e in experts)
+        if key != self._fitted_on:
+            self.embedding.fit(experts)
+            self._fitted_on = key
+
+    def route(self, question: str, registry: ExpertRegistry) -> RouteDecision:
+        """Shortlist by embeddings, then choose and extract arguments with the LLM router.
+
+        Returns:
+            The LLM router's :class:`RouteDecision` over the shortlist, with ``shortlist``
+            (name, cosine similarity), ``timings["embedding_shortlist"]`` and, when the
+            embedding stage was unavailable, a note in ``notes``.
+
+        Raises:
+            BackendError: as :meth:`LLMRouter.route` (the orchestrator turns it into a fallback).
+        """
+        experts = list(registry)
+        if not experts:
+            return RouteDecision(question=question, expert=None, reason="no experts registered")
+        notes: list[str] = []
+        try:
+            try:
+                self._maybe_fit(experts)
+            except ValueError as exc:  # calibration only: the shortlist works with the current threshold
+                notes.append(
+                    f"embedding router not fitted ({exc}); its none threshold stays {self.embedding.none_threshold:.2f}"
+                )
+            t0 = time.perf_counter()  # a fit (once per expert set) is not part of this question's shortlist time
+            ranking = self.embedding.rank(question, experts)
+        except Exception as exc:  # noqa: BLE001 - a missing or broken embedding model: LLM over all experts
+            decision = self.llm.route(question, registry)
+            decision.notes.extend([*notes, f"embedding shortlist unavailable ({exc}); the LLM router scored all {len(experts)} experts"])
+            return decision
+        shortlist = ranking.top(self.k)
+        took = time.perf_counter() - t0
+        if self.none_gate and ranking.scores[0] < self.embedding.none_threshold:
+            decision = RouteDecision(question=question, expert=None)
+            decision.reason = (
+                f"no expert fits: best similarity {ranking.scores[0]:.2f} < none threshold "
+                f"{self.embedding.none_threshold:.2f} (embedding gate)"
+            )
+            decision.confidence = ranking.probabilities["none"]
+            decision.shortlist = shortlist
+            decision.timings["embedding_shortlist"] = took
+            return decision
+        sub = ExpertRegistry([registry.get(n) for n, _s in shortlist])
+        decision = self._second_stage(question, sub)
+        decision.shortlist = shortlist
+        decision.timings = {"embedding_shortlist": took, **decision.timings}
+        decision.notes.extend(notes)
+        if len(experts) > self.k:
+            decision.notes.append(f"LLM router chose among the top {self.k} of {len(experts)} experts by embeddings")
+        return decision
