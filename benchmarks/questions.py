@@ -7,7 +7,7 @@ the share routed to the right expert, the share of right answers (a question is
 answered right when it was routed right and, for expert questions, the answer
 holds every expected part), per expert and overall, and the median seconds.
 
-    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--choice channel|direct] [--json out.json]
+    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--choice channel|direct|generate] [--json out.json]
 
 Not run by CI; the model runs greedily, so a rerun on the same machine gives the same answers.
 """
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", default=str(ROOT / "examples" / "questions.txt"))
     ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--choice", choices=("channel", "direct"), default="channel", help="the router's expert scoring")
+    ap.add_argument("--choice", choices=("channel", "direct", "generate"), default="channel", help="the router's expert choice (generate: the model writes the name, as for backends without score)")
     ap.add_argument("--json", dest="json_out", help="also write every row and the summary as JSON")
     args = ap.parse_args(argv)
 

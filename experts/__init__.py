@@ -9,6 +9,8 @@
   (Open-Meteo), ``currency`` (Frankfurter, ECB rates), ``wikipedia`` (REST summary).
 * :mod:`experts.text_to_sql` — natural-language-to-SQL: the language model writes one
   SELECT, :mod:`experts.sql_guard` checks it before it runs read-only.
+* :mod:`experts.neural` — neural submodels: Hugging Face pipelines from local folders, and
+  retrieval over local documents (``docs``: this project's own knowledge base, ``data/kb``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ __all__ = ["builtin_experts"]
 
 def builtin_experts() -> list:
     """Fresh instances of the built-in experts: calculator, database, sql, units, dates,
-    then the shipped HTTP API experts (currency, weather, wikipedia)."""
+    then the shipped HTTP API experts (currency, weather, wikipedia), then docs (retrieval over ``data/kb``)."""
     from experts.calculator import CalculatorExpert
     from experts.database import DatabaseExpert
     from experts.dates import DatesExpert
@@ -26,4 +28,14 @@ def builtin_experts() -> list:
     from experts.text_to_sql import SQLExpert
     from experts.units import UnitsExpert
 
-    return [CalculatorExpert(), DatabaseExpert(), SQLExpert(), UnitsExpert(), DatesExpert(), *builtin_http_experts()]
+    from experts.neural import docs_expert  # retrieval over data/kb; its index is built on first use
+
+    return [
+        CalculatorExpert(),
+        DatabaseExpert(),
+        SQLExpert(),
+        UnitsExpert(),
+        DatesExpert(),
+        *builtin_http_experts(),
+        docs_expert(),
+    ]

@@ -222,6 +222,19 @@ class MRKL:
         """Async :meth:`ask` (runs in a worker thread; the model serialises its own calls)."""
         return await asyncio.to_thread(self.ask, question)
 
+    def as_runnable(self, output: str = "answer") -> Any:
+        """This system as a LangChain ``Runnable`` (invoke / batch / stream); see :class:`mrkl.langchain.MRKLRunnable`.
+
+        Args:
+            output: ``"answer"`` (the :class:`Answer`), ``"text"`` or ``"dict"``.
+
+        Raises:
+            ImportError: langchain-core is not installed (mrkl itself does not need it).
+        """
+        from mrkl.langchain import MRKLRunnable
+
+        return MRKLRunnable(self, output=output)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------ steps
     def _run_step(self, q: str, expert: Expert, args_dict: dict[str, Any], raw: str) -> tuple[Step, Any, str | None]:
         step = Step(expert=expert.name, args=args_dict, raw_output=raw)

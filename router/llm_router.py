@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -38,9 +39,11 @@ from mrkl.expert import Expert, render_template
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
 
-__all__ = ["LLMRouter", "NONE", "DEFAULT_NONE_EXAMPLES", "parse_json_object", "lexical_similarity"]
+__all__ = ["LLMRouter", "NONE", "UNCHOSEN_SCORE", "DEFAULT_NONE_EXAMPLES", "parse_json_object", "lexical_similarity"]
 
 NONE = "none"
+#: Score of the options the model did not name under ``choice="generate"`` (exp() of it is 0.0).
+UNCHOSEN_SCORE = -1e4
 
 #: Routing examples for the "none" option: questions no tool answers.
 DEFAULT_NONE_EXAMPLES: tuple[str, ...] = (
@@ -184,8 +187,12 @@ class LLMRouter:
             direct prompt's few-shot examples, the most similar to the question).
         arg_examples: few-shot examples of the chosen expert in the argument prompt.
         none_examples: questions that no expert should take (the "none" option's examples).
-        choice: ``"channel"`` (default; each option's card scores the question) or
-            ``"direct"`` (each option's name is scored after one prompt); see :meth:`option_scores`.
+        choice: ``"channel"`` (each option's card scores the question), ``"direct"`` (each
+            option's name is scored after one prompt) or ``"generate"`` (the model writes the
+            name after that prompt; for backends that cannot score, such as chat APIs); see
+            :meth:`option_scores`. Default (None): ``"channel"`` when ``backend.capabilities.score``
+            is true, else ``"generate"``. Asking for a scoring choice on a backend that cannot
+            score raises ``ValueError``.
         min_confidence: if the best option's probability is below this, choose none.
         max_arg_tokens: generation budget for the arguments' JSON.
         repair: re-ask once with the validation error when arguments do not validate.
@@ -210,7 +217,7 @@ class LLMRouter:
         examples_per_expert: int = 6,
         arg_examples: int = 6,
         none_examples: Sequence[str] = DEFAULT_NONE_EXAMPLES,
-        choice: str = "channel",
+        choice: str | None = None,
         min_confidence: float = 0.0,
         max_arg_tokens: int = 96,
         repair: bool = True,
@@ -231,8 +238,17 @@ class LLMRouter:
         self.examples_per_expert = examples_per_expert
         self.arg_examples = arg_examples
         self.none_examples = list(none_examples)
-        if choice not in ("channel", "direct"):
-            raise ValueError(f"choice must be 'channel' or 'direct', got {choice!r}")
+        can_score = getattr(getattr(backend, "capabilities", None), "score", True)
+        self._local = threading.local()  # the last generated choice per thread, for the decision's reason
+        if choice is None:
+            choice = "channel" if can_score else "generate"
+        if choice not in ("channel", "direct", "generate"):
+            raise ValueError(f"choice must be 'channel', 'direct' or 'generate', got {choice!r}")
+        if choice != "generate" and not can_score:
+            raise ValueError(
+                f"choice={choice!r} scores options, but the backend {getattr(backend, 'name', backend)!r} "
+                "cannot score (capabilities.score is False); use choice='generate'"
+            )
         self.choice = choice
         self.card_template = _load_prompt("expert_card.j2")
         self.min_confidence = min_confidence
@@ -332,10 +348,18 @@ class LLMRouter:
         ``choice="direct"``: log p(" name" | choice prompt listing all experts and routing
         examples), the summed log-probability of each option's name.
 
+        ``choice="generate"`` (backends without ``score``): the model writes an option's name
+        after the same prompt as ``"direct"``; the named option scores 0 and every other
+        :data:`UNCHOSEN_SCORE` (a log-probability whose probability is 0). A reply that names
+        no option makes ``"none"`` the choice.
+
         Raises:
             BackendError: the model failed (e.g. a prompt longer than its context).
         """
         names = [e.name for e in experts] + [NONE]
+        if self.choice == "generate":
+            chosen = self.generated_choice(question, experts)[0] or NONE
+            return {n: 0.0 if n == chosen else UNCHOSEN_SCORE for n in names}
         if self.choice == "direct":
             raw = self.backend.score(self.choice_prompt(question, experts), [" " + n for n in names])
             return dict(zip(names, raw))
@@ -343,6 +367,28 @@ class LLMRouter:
         cards = [self.card_prompt(e.name, self._summary(e), [ex.question for ex in e.examples][:k]) for e in experts]
         cards.append(self.card_prompt(NONE, _NONE_SUMMARY, self.none_examples[:k]))
         return {n: self.backend.score(card, [" " + question])[0] for n, card in zip(names, cards)}
+
+    def generated_choice(self, question: str, experts: Sequence[Expert]) -> tuple[str | None, str]:
+        """The option the model names when asked to write it (``choice="generate"``).
+
+        The reply to the direct prompt (ending in ``"Expert:"``) is matched to an option:
+        the whole reply (lowercased, without quotes, backticks or final punctuation) equal
+        to a name, else the option name that occurs first in it as a whole word.
+
+        Returns:
+            ``(name or None, raw reply)``; None when no option is named.
+
+        Raises:
+            BackendError: the model failed.
+        """
+        names = [e.name for e in experts] + [NONE]
+        raw = self.backend.generate(self.choice_prompt(question, experts), max_new_tokens=16, stop=("\n",))
+        self._local.raw = raw
+        text = raw.strip().strip("`'\".,:;!*").strip().lower()
+        if text in names:
+            return text, raw
+        hits = [(m.start(), n) for n in names if (m := re.search(rf"(?<![a-z0-9_]){re.escape(n)}(?![a-z0-9_])", text))]
+        return (min(hits)[1] if hits else None), raw
 
     def choose(self, question: str, experts: Sequence[Expert]) -> tuple[str | None, dict[str, float], dict[str, float]]:
         """Score every expert and "none"; return (choice or None, scores, probabilities).
@@ -396,9 +442,12 @@ class LLMRouter:
         # the reply is prefilled with '{"' so the model starts a JSON object and a key
         prompt = self.args_prompt(question, expert, previous=previous, error=error) + ' {"'
         try:
-            raw = '{"' + self.backend.generate(prompt, max_new_tokens=self.max_arg_tokens, stop=("\n",))
+            generated = self.backend.generate(prompt, max_new_tokens=self.max_arg_tokens, stop=("\n",))
         except BackendError as exc:
             return None, "", f"model failed while writing arguments: {exc}"
+        raw = '{"' + generated
+        if generated.lstrip().startswith("{"):
+            raw = generated.strip()  # a chat model ignores the prefill and writes the whole object
         try:
             obj = parse_json_object(raw)
             args = expert.parse_args(obj)
@@ -439,13 +488,14 @@ class LLMRouter:
         top_name, top_p = ranked[0]
         decision.confidence = top_p
         decision.alternatives = [(n, p) for n, p in ranked if n != (best or NONE)]
+        written = f" (the model wrote {getattr(self._local, 'raw', '')!r})" if self.choice == "generate" else ""
         if best is None:
             decision.reason = (
                 "the router chose none" if top_name == NONE else f"confidence {top_p:.2f} below {self.min_confidence}"
-            )
+            ) + written
             return decision
         decision.expert = best
-        decision.reason = "highest-scoring expert"
+        decision.reason = ("the expert the model named" if written else "highest-scoring expert") + written
         expert = registry.get(best)
         t1 = time.perf_counter()
         args, raw, err = self.extract_args(question, expert)
