@@ -121,6 +121,11 @@ def experts(as_json: bool = typer.Option(False, "--json", help="Print names, ori
         typer.echo(f"plugin {label} failed to load: {err}", err=True)
 
 
+from mrkl.compress_cli import compress_app  # noqa: E402
+
+app.add_typer(compress_app, name="compress")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point (``mrkl``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -174,3 +174,195 @@ def test_load_rejects_bad_config_and_weights(tiny, tmp_path):
         load_nemotron_nas(tmp_path / "m")
     with pytest.raises(FileNotFoundError):
         load_nemotron_nas(tmp_path / "nothing")
+
+
+# ------------------------------------------------------------ FFN Fusion
+from llm_backends.compression.fusion import (  # noqa: E402
+    dependency_matrix,
+    ffn_runs,
+    fuse_ffns,
+    fuse_groups,
+    parallel_ffn_sum,
+    parent_layer_map,
+    plot_dependency_matrix,
+    select_fusion_groups,
+)
+from llm_backends.compression.scoring import (  # noqa: E402
+    kl_divergence,
+    remove_attention,
+    score_attention_removal,
+)
+
+
+def _tiny64(layers: int = 6) -> "object":
+    model = from_hf_llama(_tiny_hf(layers=layers, dtype=torch.float64))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in model.layers:  # norms of weight 1 would hide a folding mistake
+            layer.post_attention_layernorm.weight.copy_(1 + 0.3 * torch.randn(96, generator=g, dtype=torch.float64))
+    return model
+
+
+def test_fused_block_equals_parallel_sum_float64():
+    model = remove_attention(_tiny64(), [2, 3, 4])
+    assert ffn_runs(model) == [[1, 2, 3, 4]]
+    fused = fuse_ffns(model, [1, 2, 3, 4])
+    assert len(fused.layers) == 3
+    assert fused.layers[1].block_config.ffn == FFNConfig("swiglu", 4 * 256, (1, 2, 3, 4))
+    assert parent_layer_map(fused) == [(0,), (1, 2, 3, 4), (5,)]
+    x = torch.randn(2, 7, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        diff = (fused.layers[1].ffn_delta(x) - parallel_ffn_sum(model, [1, 2, 3, 4], x)).abs().max().item()
+    assert diff < 1e-5  # observed ~1e-16
+    # the whole fused model equals the attention-removed model with the run computed in parallel
+    ids = _ids()
+    with torch.no_grad():
+        B, T = ids.shape
+        h = model.model.embed_tokens(ids)
+        cos, sin = model.rope(torch.arange(T).expand(B, T), h)
+        h, _ = model.layers[0](h, cos, sin)
+        d, _ = model.layers[1].attention_delta(h, cos, sin)
+        h = h + d
+        h = h + parallel_ffn_sum(model, [1, 2, 3, 4], h)
+        h, _ = model.layers[5](h, cos, sin)
+        ref = model.logits_from_hidden(h)
+        assert (fused(ids).logits - ref).abs().max().item() < 1e-10
+        # and differs from the sequential model (fusion is an approximation of it)
+        assert (model(ids).logits - ref).abs().max().item() > 1e-6
+    assert fused.sequential_depth() == 6 + 6 - 3 - 3  # 3 attentions removed, 4 FFNs became 1
+
+
+def test_fuse_rejects_what_cannot_be_fused():
+    model = remove_attention(_tiny64(), [3])
+    with pytest.raises(ValueError, match="attention between"):
+        fuse_ffns(model, [1, 2, 3])
+    with pytest.raises(ValueError, match="consecutive"):
+        fuse_ffns(model, [2, 4])
+    with pytest.raises(ValueError, match="consecutive"):
+        fuse_ffns(model, [2])
+    model.layers[3].set_ffn(FFNConfig("linear"))
+    with pytest.raises(ValueError, match="SwiGLU"):
+        fuse_ffns(model, [2, 3])
+    with pytest.raises(ValueError):
+        remove_attention(model, [9])
+
+
+def test_fused_model_saves_as_wide_ffn(tmp_path):
+    model = remove_attention(_tiny64(), [2, 3])
+    fused = fuse_groups(model, [[1, 2, 3]])
+    save_nemotron_nas(fused, tmp_path / "f")
+    cfg = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 4
+    # width 3·256 for hidden 96: ffn_mult = 3·768 / (2·96) = 12 = 4·3
+    assert cfg["block_configs"][1]["ffn"] == {"ffn_mult": 12.0, "no_op": False, "replace_with_linear": False}
+    assert cfg["mrkl_compression"]["fused_from"] == [None, [1, 2, 3], None, None]
+    loaded = load_nemotron_nas(tmp_path / "f")
+    assert parent_layer_map(loaded) == [(0,), (1, 2, 3), (4,), (5,)]
+    ids = _ids()
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, fused(ids).logits)
+
+
+def test_dependency_matrix_values_and_heatmap(tmp_path):
+    model = remove_attention(_tiny64(5), [2, 3])
+    with torch.no_grad():
+        model.layers[1].mlp.down_proj.weight.zero_()  # FFN 1 contributes nothing
+    M = dependency_matrix(model, _ids(12, 3), batch_size=2)
+    assert M.shape == (5, 5)
+    assert torch.isnan(M[torch.tril_indices(5, 5)[0], torch.tril_indices(5, 5)[1]]).all()
+    assert torch.allclose(M[1, 2:], torch.zeros(3, dtype=M.dtype), atol=1e-6)  # removing a zero FFN changes nothing
+    upper = M[0, 1:]
+    assert ((upper >= 0) & (upper <= 2)).all() and upper[1:].max() > 1e-4
+    png = plot_dependency_matrix(M, tmp_path / "dep.png", [2, 3])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_select_fusion_groups_threshold_and_last():
+    model = remove_attention(_tiny64(7), [2, 3, 4, 5])
+    assert ffn_runs(model) == [[1, 2, 3, 4, 5]]
+    M = torch.full((7, 7), 0.01)
+    M[2, 4] = 0.5  # FFN 4 depends on FFN 2
+    plan = select_fusion_groups(model, M, threshold=0.1)
+    assert plan.groups == [[1, 2, 3], [4, 5]]
+    assert select_fusion_groups(model).groups == [[1, 2, 3, 4, 5]]
+    assert select_fusion_groups(model, exclude_last=True).groups == [[1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        select_fusion_groups(model, None, threshold=0.1)
+
+
+# ---------------------------------------------------------------- scoring
+def test_replace_one_block_scores_find_a_useless_attention():
+    model = from_hf_llama(_tiny_hf(layers=4))
+    with torch.no_grad():
+        model.layers[2].self_attn.o_proj.weight.zero_()  # attention of layer 2 adds nothing
+    ids = _ids(16, 4)
+    scores = score_attention_removal(model, ids, linear=True, batch_size=2)
+    assert scores.tokens == 64
+    assert scores.kl_no_op[2] == pytest.approx(0.0, abs=1e-7)
+    assert all(k > 1e-5 for i, k in enumerate(scores.kl_no_op) if i != 2)
+    assert scores.kl_linear[2] == pytest.approx(0.0, abs=1e-5)  # least squares recovers the zero map
+    assert scores.lowest(1) == [2]
+    with pytest.raises(ValueError):
+        scores.lowest(5)
+    removed = remove_attention(model, [2])
+    assert score_attention_removal(removed, ids, linear=False).kl_no_op[2] != score_attention_removal(removed, ids, linear=False).kl_no_op[2]  # nan
+    assert float(kl_divergence(torch.zeros(3, 5), torch.zeros(3, 5))) == 0.0
+
+
+# ----------------------------------------------------------- distillation
+def test_distillation_lowers_kl_and_resumes(tmp_path):
+    from llm_backends.compression.distill import distill
+    from llm_backends.compression.evaluate import kl_to_parent
+
+    parent = from_hf_llama(_tiny_hf(layers=4))
+    for p in parent.parameters():
+        p.requires_grad_(False)
+    student = fuse_groups(remove_attention(parent, [2, 3]), [[1, 2, 3]])
+    windows = _ids(16, 8)
+    before = kl_to_parent(student, parent, windows)
+    ckpt = tmp_path / "ck.pt"
+    r1 = distill(student, parent, windows, steps=4, batch_size=4, lr=3e-3, checkpoint=ckpt, save_every=2, show_progress=False)
+    assert (r1.steps, r1.resumed_from, len(r1.losses)) == (4, 0, 4) and ckpt.is_file()
+    r2 = distill(student, parent, windows, steps=8, batch_size=4, lr=3e-3, checkpoint=ckpt, save_every=2, show_progress=False)
+    assert (r2.steps, r2.resumed_from, len(r2.losses)) == (8, 4, 4)
+    after = kl_to_parent(student, parent, windows)
+    assert after < 0.8 * before
+    other = remove_attention(parent, [1])
+    with pytest.raises(ValueError, match="another architecture"):
+        distill(other, parent, windows, steps=2, checkpoint=ckpt, show_progress=False)
+
+
+# ------------------------------------------------------------ calibration
+class _CharTokenizer:
+    """Characters as token ids (mod 100), id 100 = EOS; enough for calibration plumbing."""
+
+    eos_token_id = 100
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=False, return_tensors=None):
+        ids = [ord(c) % 100 for c in text]
+        return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(65 + i % 26) for i in ids)
+
+
+def test_calibration_generates_caches_and_splits(tmp_path, monkeypatch):
+    from llm_backends.compression import calibration as cal
+
+    monkeypatch.setenv("MRKL_CACHE_DIR", str(tmp_path))
+    model = from_hf_llama(_tiny_hf(layers=2))
+    tok = _CharTokenizer()
+    texts = cal.self_generated_texts(model, tok, prompts=("hello there", "what is two plus two?"), max_new_tokens=5)
+    assert len(texts) == 2 and texts[0].startswith("user: hello there\nassistant: ")
+    assert len(texts[0]) == len("user: hello there\nassistant: ") + 5  # no EOS in a random model's first 5 tokens
+    cached = list((tmp_path / "compression").glob("selfgen-*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text()) == texts
+    docs = cal.project_doc_texts()
+    assert docs and "mrkl" in docs[0].lower()
+    data = cal.build_calibration(model, tok, seq_len=32, heldout_every=4, max_new_tokens=5, prompts=("hello there",) * 3)
+    assert data.train.shape[1] == 32 and data.heldout.shape[1] == 32
+    assert data.counts["project_docs/heldout"] > 0 and data.counts["self_generated/train"] >= 32
+    assert sum(data.counts.values()) == (len(data.train) + len(data.heldout)) * 32
+    with pytest.raises(ValueError):
+        cal.build_calibration(model, tok, seq_len=1)
