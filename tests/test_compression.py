@@ -366,3 +366,85 @@ def test_calibration_generates_caches_and_splits(tmp_path, monkeypatch):
     assert sum(data.counts.values()) == (len(data.train) + len(data.heldout)) * 32
     with pytest.raises(ValueError):
         cal.build_calibration(model, tok, seq_len=1)
+
+
+# ------------------------------------------------------- the real SmolLM2
+@pytest.mark.slow
+def test_real_model_equals_hf_and_serves_from_nemotron_nas_folder(smollm2, tmp_path):
+    from llm_backends.transformers_backend import TransformersBackend
+
+    model = from_hf_llama(smollm2.model)
+    ids = torch.tensor([smollm2.encode("The capital of France is Paris. The capital of Italy is")])
+    with torch.no_grad():
+        assert (model(ids).logits - smollm2.model(ids).logits).abs().max().item() <= 1e-4
+    assert model.sequential_depth() == 60 and len(model.layers) == 30
+    folder = save_nemotron_nas(model, tmp_path / "parent", tokenizer=smollm2.tokenizer)
+    validate_nemotron_nas_config(json.loads((folder / "config.json").read_text()))
+    served = TransformersBackend(str(folder), progress=None)
+    assert type(served.model).__name__ == "HeteroLlamaForCausalLM"
+    prompt = "The capital of France is"
+    assert served.generate(prompt, max_new_tokens=8) == smollm2.generate(prompt, max_new_tokens=8)
+    assert served.score("2 + 2 =", [" 4", " 5"]) == pytest.approx(smollm2.score("2 + 2 =", [" 4", " 5"]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_real_model_fused_run_is_exact_and_answers(smollm2, tmp_path):
+    from mrkl import MRKL
+
+    parent = from_hf_llama(smollm2.model)
+    removed = remove_attention(parent, [20, 21, 22])
+    fused = fuse_ffns(removed, [19, 20, 21, 22])
+    assert len(fused.layers) == 27 and fused.sequential_depth() == 54
+    attention = 2 * 576 * 576 + 2 * 576 * 192 + 576  # q, o, k, v and the input norm
+    assert fused.num_parameters() == parent.num_parameters() - 3 * attention - 3 * 576  # and 3 FFN norms folded
+    ids = torch.tensor([smollm2.encode("Explain what a prime number is.")])
+    with torch.no_grad():
+        h = removed.run_layers(removed.model.embed_tokens(ids), 0, 19)
+        cos, sin = removed.rope(torch.arange(ids.shape[1]).unsqueeze(0), h)
+        d, _ = removed.layers[19].attention_delta(h, cos, sin)
+        x = h + d
+        diff = (fused.layers[19].ffn_delta(x) - parallel_ffn_sum(removed, [19, 20, 21, 22], x)).abs().max().item()
+    assert diff < 1e-4  # float32 on real weights
+    folder = save_nemotron_nas(fused, tmp_path / "fused", tokenizer=smollm2.tokenizer)
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["block_configs"][19]["ffn"]["ffn_mult"] == 16.0  # 4 FFNs of 1536 = one of 6144
+    answer = MRKL(model=str(folder)).ask("what is fifty seven plus three?")
+    assert answer.text.strip() == "60"
+
+
+@pytest.mark.slow
+def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatch):
+    """The whole CLI path on a tiny random Llama with SmolLM2's tokenizer (seconds, not minutes)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from typer.testing import CliRunner
+
+    from mrkl.cli import app
+
+    monkeypatch.setenv("MRKL_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=128, num_hidden_layers=6,
+        num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=2048, tie_word_embeddings=True,
+        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, eos_token_id=smollm2.tokenizer.eos_token_id,
+    )
+    src = tmp_path / "tiny"
+    LlamaForCausalLM(cfg).save_pretrained(src)
+    smollm2.tokenizer.save_pretrained(src)
+    runner = CliRunner()
+    out = tmp_path / "fused"
+    res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "3", "--out", str(out), "--distill-steps", "2", "--windows", "2"])
+    assert res.exit_code == 0, res.output
+    cfg_out = json.loads((out / "config.json").read_text())
+    validate_nemotron_nas_config(cfg_out)
+    # 3 attentions gone; each attention-free layer's FFN fused with the FFN before it (none before layer 0)
+    saved = 6 - cfg_out["num_hidden_layers"]
+    assert saved in (2, 3)
+    assert f"sequential depth 12 -> {12 - 3 - saved}" in res.output
+    assert (out / "distill-checkpoint.pt").is_file() and (out / "tokenizer.json").is_file()
+    res = runner.invoke(app, ["ask", "--model", str(out), "what is fifty seven plus three?"])
+    assert res.exit_code == 0 and res.output.strip().splitlines()[-1] == "60", res.output
+    res = runner.invoke(app, ["compress", "analyze", "--model", str(src), "--remove-attention", "2", "--windows", "1", "--out", str(tmp_path / "an")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "an" / "dependency.png").is_file() and "layer  attention->no-op" in res.output
+    res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "99", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "cannot remove 99 attentions" in res.output
