@@ -5,6 +5,8 @@ For each variant, side by side in one run on this machine:
 * parameters and sequential depth (attention + FFN sub-blocks that run one after another);
 * decode ms/token at batch 1 (KV cache, after a 64-token prompt) and prefill tokens/s
   (256-token prompt), medians of ``--repeats`` runs, plus the ratio to the parent;
+* fused: every run of attention-free FFNs fused except its last FFN (fusing the last is
+  costly; ``--whole-runs-k`` also shows whole runs fused);
 * perplexity and KL to the parent on held-out text (self-generated + project docs,
   see :mod:`llm_backends.compression.calibration`);
 * routing and answer accuracy on ``examples/questions.txt`` through the MRKL system with
@@ -76,7 +78,7 @@ def prefill_tps(model, prompt: torch.Tensor, repeats: int) -> float:
     return prompt.numel() / statistics.median(times)
 
 
-def question_accuracy(folder_or_alias: str, limit: int) -> dict:
+def question_accuracy(folder_or_alias: str, limit: int, stride: int = 1) -> dict:
     """Routing / answer accuracy of the MRKL system with this model as its backend."""
     from llm_backends.transformers_backend import TransformersBackend
     from mrkl import MRKL
@@ -84,7 +86,7 @@ def question_accuracy(folder_or_alias: str, limit: int) -> dict:
     from mrkl.system import FALLBACK
     from router import LLMRouter
 
-    cases = load_questions(ROOT / "examples" / "questions.txt")[:limit]
+    cases = load_questions(ROOT / "examples" / "questions.txt")[::stride][:limit]
     backend = TransformersBackend(folder_or_alias, progress=None)
     system = MRKL(backend=backend, router=LLMRouter(backend))
     routed = right = 0
@@ -106,11 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--k", default="8,12,16", help="attention removals to try (comma-separated)")
     ap.add_argument("--removed-only-k", default="12", help="K values also shown attention-removed but unfused")
+    ap.add_argument("--whole-runs-k", default="12", help="K values also fused with each run's last FFN included")
     ap.add_argument("--distill-k", default="12", help="K values whose fused model is also distilled")
     ap.add_argument("--distill-steps", type=int, default=40)
     ap.add_argument("--windows", type=int, default=4, help="calibration windows (128 tokens) for scoring")
     ap.add_argument("--eval-windows", type=int, default=8, help="held-out windows (128 tokens) for perplexity")
     ap.add_argument("--questions", type=int, default=1000, help="at most this many questions of examples/questions.txt")
+    ap.add_argument("--question-stride", type=int, default=1, help="use every n-th question (a spread-out subset)")
+    ap.add_argument("--questions-for", default="", help="';'-separated variant labels that get the question set (default: all)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ks = [int(k) for k in args.k.split(",") if k]
     removed_only = {int(k) for k in args.removed_only_k.split(",") if k}
     distill_k = {int(k) for k in args.distill_k.split(",") if k}
+    whole_runs = {int(k) for k in args.whole_runs_k.split(",") if k}
     work = Path(args.work)
 
     parent, tok, name = load_model(args.model, _log)
@@ -128,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     _log("calibration: " + calib.describe())
     win = calib.train[: args.windows]
     held = calib.heldout[: args.eval_windows]
-    scores = attention_scores(parent, win, _log)
+    held_gen = calib.heldout_of("self_generated")[: args.eval_windows]
+    held_docs = calib.heldout_of("project_docs")[: args.eval_windows]
+    fit = calib.train[args.windows : args.windows + 16]  # as `mrkl compress analyze`: shares its cached scores
+    scores = attention_scores(parent, win, _log, fit_windows=fit)
 
     variants: list[tuple[str, object, str | None]] = [("parent", parent, None)]
     for k in ks:
@@ -136,15 +145,19 @@ def main(argv: list[str] | None = None) -> int:
         removed = remove_attention(parent, layers)
         if k in removed_only:
             variants.append((f"K={k} attention removed", removed, None))
-        plan = select_fusion_groups(removed)
+        if k in whole_runs:
+            plan = select_fusion_groups(removed, exclude_last=False)
+            _log(f"K={k}: attention removed in {layers}; fused whole runs {plan.groups}")
+            variants.append((f"K={k} fused, whole runs", fuse_groups(removed, plan.groups), None))
+        plan = select_fusion_groups(removed, exclude_last=True)
         fused = fuse_groups(removed, plan.groups)
-        _log(f"K={k}: attention removed in {layers}; fused groups {plan.groups}")
+        _log(f"K={k}: attention removed in {layers}; fused groups (last FFN of each run kept apart) {plan.groups}")
         variants.append((f"K={k} fused", fused, None))
         if k in distill_k and args.distill_steps > 0:
             student = fused.clone()
             res = distill(student, parent, calib.train, args.distill_steps, checkpoint=work / f"distill-k{k}.pt")
             _log(f"K={k}: distilled {res.steps} steps in {res.seconds:.0f} s")
-            variants.append((f"K={k} fused + distil {args.distill_steps}", student, None))
+            variants.append((f"K={k} fused + distil {args.distill_steps} steps", student, None))
 
     g = torch.Generator().manual_seed(0)
     prompt_decode = torch.randint(0, 49152, (1, 64), generator=g)
@@ -159,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             "depth": model.sequential_depth(),
             "decode_ms": decode_ms(model, prompt_decode, args.decode_tokens, args.repeats),
             "prefill_tps": prefill_tps(model, prompt_prefill, args.repeats),
-            "ppl": perplexity(model, held),
-            "kl": 0.0 if model is parent else kl_to_parent(model, parent, held),
+            "ppl_selfgen": perplexity(model, held_gen),
+            "ppl_docs": perplexity(model, held_docs),
+            "kl": 0.0 if model is parent else kl_to_parent(model, parent, torch.cat([held_gen, held_docs])),
         }
-        if args.questions > 0:
+        wanted = [x.strip() for x in args.questions_for.split(";") if x.strip()]
+        if args.questions > 0 and (not wanted or label in wanted):
             folder = args.model if model is parent else str(save_nemotron_nas(model, work / label.replace(" ", "_").replace("=", ""), tokenizer=tok))
-            row.update({f"q_{k}": v for k, v in question_accuracy(folder, args.questions).items()})
+            row.update({f"q_{k}": v for k, v in question_accuracy(folder, args.questions, args.question_stride).items()})
         rows.append(row)
         _log(json.dumps(row))
 
@@ -172,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     base = rows[0]
-    t = Table(title=f"FFN Fusion on {name} (CPU, {args.threads} thread(s); held-out {held.numel()} tokens)")
-    for col in ("variant", "params M", "layers", "depth", "decode ms/tok", "×", "prefill tok/s", "×", "ppl", "KL", "routed", "answered"):
+    t = Table(title=f"FFN Fusion on {name} (CPU, {args.threads} thread(s); held-out {held_gen.numel()} self-generated + {held_docs.numel()} docs tokens)")
+    for col in ("variant", "params M", "layers", "depth", "decode ms/tok", "×", "prefill tok/s", "×", "ppl self-gen", "ppl docs", "KL", "routed", "answered"):
         t.add_column(col)
     for r in rows:
         t.add_row(
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{base['decode_ms'] / r['decode_ms']:.2f}",
             f"{r['prefill_tps']:.0f}",
             f"{r['prefill_tps'] / base['prefill_tps']:.2f}",
-            f"{r['ppl']:.2f}",
+            f"{r['ppl_selfgen']:.2f}",
+            f"{r['ppl_docs']:.2f}",
             f"{r['kl']:.3f}",
             f"{r.get('q_routed', float('nan')):.0%}",
             f"{r.get('q_answered', float('nan')):.0%}",

@@ -54,7 +54,8 @@ def analyze(
     typer.echo(f"model {res.model}; calibration: " + ", ".join(f"{k} {v}" for k, v in res.calibration_tokens.items()))
     typer.echo(f"replace-one-block KL (nats/token over {res.scoring_tokens} tokens):")
     typer.echo("layer  attention->no-op  attention->linear")
-    for i, (a, b) in enumerate(zip(res.kl_no_op, res.kl_linear)):
+    for i, a in enumerate(res.kl_no_op):
+        b = res.kl_linear[i] if i < len(res.kl_linear) else float("nan")
         mark = "  removed" if i in res.removed_attention else ""
         typer.echo(f"{i:5d}  {a:16.4f}  {b:17.4f}{mark}")
     typer.echo(f"attention removed in {res.removed_attention}; FFN runs: {res.runs}")
@@ -73,7 +74,7 @@ def fuse(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (a Nemotron-NAS model: mrkl ask --model OUT)."),
     distill_steps: int = typer.Option(0, "--distill-steps", min=0, help="Short distillation steps against the parent (resumable)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Split runs where FFN dependency exceeds this (default: fuse whole runs)."),
-    exclude_last: bool = typer.Option(False, "--exclude-last", help="Leave each run's last FFN unfused."),
+    exclude_last: bool = typer.Option(True, "--exclude-last/--include-last", help="Leave each run's last FFN unfused (fusing it is costly)."),
     windows: int = typer.Option(4, "--windows", min=1, help="Calibration windows of 128 tokens for scoring."),
 ) -> None:
     """Remove K attentions, fuse the FFN runs into wide FFNs, optionally distil, save as Nemotron-NAS."""

@@ -432,7 +432,7 @@ def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatc
     smollm2.tokenizer.save_pretrained(src)
     runner = CliRunner()
     out = tmp_path / "fused"
-    res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "3", "--out", str(out), "--distill-steps", "2", "--windows", "2"])
+    res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "3", "--out", str(out), "--distill-steps", "2", "--windows", "2", "--include-last"])
     assert res.exit_code == 0, res.output
     cfg_out = json.loads((out / "config.json").read_text())
     validate_nemotron_nas_config(cfg_out)

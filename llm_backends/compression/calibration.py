@@ -86,12 +86,19 @@ class CalibrationData:
         heldout: ``(M, seq_len)`` long tensor of held-out windows (perplexity).
         counts: token counts per source and split, e.g. ``{"self_generated/train": 2560, ...}``.
         seq_len: window length in tokens.
+        heldout_sources: the source name of each held-out window.
     """
 
     train: torch.Tensor
     heldout: torch.Tensor
     counts: dict[str, int] = field(default_factory=dict)
     seq_len: int = 128
+    heldout_sources: list[str] = field(default_factory=list)
+
+    def heldout_of(self, source: str) -> torch.Tensor:
+        """Held-out windows of one source (``"self_generated"`` or ``"project_docs"``)."""
+        idx = [i for i, s in enumerate(self.heldout_sources) if s == source]
+        return self.heldout[idx]
 
     def describe(self) -> str:
         """One line with the token counts."""
@@ -222,12 +229,13 @@ def build_calibration(
     sources = {"self_generated": self_generated_texts(model, tokenizer, prompts, max_new_tokens, progress=progress)}
     if include_docs:
         sources["project_docs"] = project_doc_texts()
-    train, held, counts = [], [], {}
+    train, held, counts, held_src = [], [], {}, []
     for name, texts in sources.items():
         w = _windows(texts, tokenizer, seq_len)
         mask = torch.arange(len(w)) % heldout_every == heldout_every - 1
         train.append(w[~mask])
         held.append(w[mask])
+        held_src += [name] * int(mask.sum())
         counts[f"{name}/train"] = int((~mask).sum()) * seq_len
         counts[f"{name}/heldout"] = int(mask.sum()) * seq_len
     tr, he = torch.cat(train), torch.cat(held)
@@ -236,4 +244,4 @@ def build_calibration(
     # interleave the sources so that a prefix of `train` mixes both
     g = torch.Generator().manual_seed(0)
     tr = tr[torch.randperm(len(tr), generator=g)]
-    return CalibrationData(tr, he, counts, seq_len)
+    return CalibrationData(tr, he, counts, seq_len, held_src)

@@ -265,9 +265,15 @@ def plot_dependency_matrix(
     path.parent.mkdir(parents=True, exist_ok=True)
     L = M.shape[0]
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=120)
-    data = M.clone().numpy()
-    im = ax.imshow(data, cmap="viridis", origin="upper", interpolation="nearest")
-    fig.colorbar(im, ax=ax, label="1 − cos(f_j, f_j without FFN i)")
+    from matplotlib.colors import LogNorm
+
+    data = M.clone().float().numpy()
+    finite = data[data == data]
+    positive = finite[finite > 0]
+    # log colour scale: one early FFN (layer 0) is often far more depended on than the rest
+    norm = LogNorm(vmin=max(float(positive.min()), 1e-6), vmax=float(positive.max())) if positive.size else None
+    im = ax.imshow(data.clip(min=1e-6), cmap="viridis", origin="upper", interpolation="nearest", norm=norm)
+    fig.colorbar(im, ax=ax, label="1 − cos(f_j, f_j without FFN i)  (log scale)")
     ticks = list(range(L))
     labels = [f"{k}*" if k in set(attention_free) else str(k) for k in ticks]
     ax.set_xticks(ticks, labels, fontsize=6, rotation=90)

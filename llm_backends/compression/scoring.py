@@ -127,13 +127,17 @@ def score_attention_removal(
     linear: bool = True,
     batch_size: int = 4,
     progress: Callable[[str], None] | None = None,
+    fit_windows: torch.Tensor | None = None,
 ) -> BlockScores:
     """Replace-one-block KL for every layer's attention (no-op, and linear if ``linear``).
 
     Args:
         model: the parent (left unchanged).
-        windows: ``(N, T)`` calibration token windows.
-        linear: also score a least-squares linear attention (fitted on the same windows).
+        windows: ``(N, T)`` calibration token windows the KL is measured on.
+        linear: also score a least-squares linear attention.
+        fit_windows: ``(M, T)`` windows the linear maps are fitted on; they should differ from
+            ``windows`` and hold well over ``hidden`` tokens (a ``hidden×hidden`` map fitted on the
+            scoring tokens themselves would look nearly free). Default: ``windows`` (tests only).
         batch_size: windows per forward pass (memory: ``batch·T·vocab`` floats of logits).
         progress: receives one line per layer.
 
@@ -148,10 +152,13 @@ def score_attention_removal(
     # one linear fit per layer over all windows
     fitted: dict[int, LinearAttention] = {}
     if linear:
+        fit = windows if fit_windows is None else fit_windows
+        fit_acts = [ParentActivations.compute(model, fit[i : i + batch_size]) for i in range(0, len(fit), batch_size)]
         for i in range(n_layers):
             if model.layers[i].self_attn is not None:
-                merged = ParentActivations([torch.cat([a.inputs[i] for a in acts])] * (i + 1), acts[0].logits)
+                merged = ParentActivations([torch.cat([a.inputs[i] for a in fit_acts])] * (i + 1), fit_acts[0].logits)
                 fitted[i] = fit_linear_attention(model, i, merged)
+        del fit_acts
     weights = [len(b) / len(windows) for b in batches]
     for i in range(n_layers):
         lay = model.layers[i]
