@@ -388,9 +388,7 @@ def test_real_model_equals_hf_and_serves_from_nemotron_nas_folder(smollm2, tmp_p
 
 
 @pytest.mark.slow
-def test_real_model_fused_run_is_exact_and_answers(smollm2, tmp_path):
-    from mrkl import MRKL
-
+def test_real_model_fused_run_is_exact_and_reloads(smollm2, tmp_path):
     parent = from_hf_llama(smollm2.model)
     removed = remove_attention(parent, [20, 21, 22])
     fused = fuse_ffns(removed, [19, 20, 21, 22])
@@ -408,8 +406,9 @@ def test_real_model_fused_run_is_exact_and_answers(smollm2, tmp_path):
     folder = save_nemotron_nas(fused, tmp_path / "fused", tokenizer=smollm2.tokenizer)
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["block_configs"][19]["ffn"]["ffn_mult"] == 16.0  # 4 FFNs of 1536 = one of 6144
-    answer = MRKL(model=str(folder)).ask("what is fifty seven plus three?")
-    assert answer.text.strip() == "60"
+    loaded = load_nemotron_nas(folder)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, fused(ids).logits)
 
 
 @pytest.mark.slow
@@ -418,12 +417,14 @@ def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatc
     from transformers import LlamaConfig, LlamaForCausalLM
     from typer.testing import CliRunner
 
+    from llm_backends.compression import calibration
     from mrkl.cli import app
 
     monkeypatch.setenv("MRKL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibration, "PROMPTS", calibration.PROMPTS[:6])  # a short self-generated set
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=128, num_hidden_layers=6,
+        vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=256, num_hidden_layers=6,
         num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=2048, tie_word_embeddings=True,
         rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, eos_token_id=smollm2.tokenizer.eos_token_id,
     )
@@ -441,10 +442,13 @@ def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatc
     assert saved in (2, 3)
     assert f"sequential depth 12 -> {12 - 3 - saved}" in res.output
     assert (out / "distill-checkpoint.pt").is_file() and (out / "tokenizer.json").is_file()
-    res = runner.invoke(app, ["ask", "--model", str(out), "what is fifty seven plus three?"])
-    assert res.exit_code == 0 and res.output.strip().splitlines()[-1] == "60", res.output
+    # a random tiny model routes at random: what matters is that the folder serves the whole system
+    res = runner.invoke(app, ["ask", "--model", str(out), "--trace", "what is fifty seven plus three?"])
+    assert res.exit_code == 0 and "answered by:" in res.output and "timings:" in res.output, res.output
     res = runner.invoke(app, ["compress", "analyze", "--model", str(src), "--remove-attention", "2", "--windows", "1", "--out", str(tmp_path / "an")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "an" / "dependency.png").is_file() and "layer  attention->no-op" in res.output
     res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "99", "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "cannot remove 99 attentions" in res.output
+    res = runner.invoke(app, ["compress", "fuse", "--model", str(tmp_path / "nowhere"), "--remove-attention", "1", "--out", str(tmp_path / "y")])
+    assert res.exit_code == 1 and "error:" in res.output

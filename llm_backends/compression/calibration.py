@@ -215,17 +215,19 @@ def build_calibration(
     seq_len: int = 128,
     heldout_every: int = 4,
     max_new_tokens: int = 96,
-    prompts: tuple[str, ...] = PROMPTS,
+    prompts: tuple[str, ...] | None = None,
     include_docs: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> CalibrationData:
-    """Self-generated text (see :func:`self_generated_texts`) plus the project docs, as token windows.
+    """Self-generated text (see :func:`self_generated_texts`; ``prompts`` default :data:`PROMPTS`)
+    plus the project docs, as token windows.
 
     Raises:
         ValueError: ``seq_len < 2``, ``heldout_every < 2``, or too little text for one window of each split.
     """
     if seq_len < 2 or heldout_every < 2:
         raise ValueError("seq_len and heldout_every must be at least 2")
+    prompts = PROMPTS if prompts is None else prompts
     sources = {"self_generated": self_generated_texts(model, tokenizer, prompts, max_new_tokens, progress=progress)}
     if include_docs:
         sources["project_docs"] = project_doc_texts()

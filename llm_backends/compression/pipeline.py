@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from llm_backends.compression.blocks import intermediate_size_to_ffn_mult
 from llm_backends.compression.calibration import CalibrationData, build_calibration
 from llm_backends.compression.evaluate import kl_to_parent, perplexity
 from llm_backends.compression.fusion import (
@@ -265,6 +266,10 @@ def compress(
     plan = select_fusion_groups(removed, M, threshold, exclude_last)
     progress(f"fusing FFN groups {plan.groups}")
     fused = fuse_groups(removed, plan.groups)
+    hidden = fused.config.hidden_size
+    for b in fused.block_configs:  # fail before the long part if the format cannot express a width
+        if b.ffn.kind == "swiglu":
+            intermediate_size_to_ffn_mult(b.ffn.intermediate_size, hidden)
     held = calib.heldout[:eval_windows]
     heldout = {
         "ppl_parent": perplexity(parent, held),
