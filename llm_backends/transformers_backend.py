@@ -108,6 +108,10 @@ class TransformersBackend:
             if resolved.kind == "folder":
                 self._progress(f"loading model folder {resolved.path}")
                 tok = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
+                from llm_backends.compression.nemotron_nas import is_nemotron_nas_folder, load_nemotron_nas
+
+                if is_nemotron_nas_folder(resolved.path):  # heterogeneous Llama (Puzzle / FFN Fusion output)
+                    return load_nemotron_nas(resolved.path, dtype=self.dtype), tok, "folder"
                 model = AutoModelForCausalLM.from_pretrained(resolved.path, local_files_only=True, dtype=self.dtype)
                 return model, tok, "folder"
             cache = gguf_cache_folder(resolved.path)

@@ -171,6 +171,11 @@ def eval_bfcl(
             _fail(f"cannot write {json_file}: {exc}")
 
 
+from mrkl.compress_cli import compress_app  # noqa: E402
+
+app.add_typer(compress_app, name="compress")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point (``mrkl``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
