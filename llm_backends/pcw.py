@@ -41,9 +41,12 @@ Only models whose layers all use full attention are supported (no sliding window
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import torch
 
 from llm_backends.errors import BackendError
 
@@ -86,6 +89,7 @@ class PCWContext:
     lengths: list[int]
     encode_seconds: float = 0.0
     calibration: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _subsets: dict[tuple[int, ...], "PCWContext"] = field(default_factory=dict, repr=False)
 
     @property
     def num_windows(self) -> int:
@@ -105,19 +109,25 @@ class PCWContext:
     def subset(self, indices: Sequence[int]) -> "PCWContext":
         """A context made of some of these windows (tensors shared, nothing re-encoded).
 
+        The same indices give the same object back, so its calibration cache is kept.
+
         Raises:
             ValueError: no index, or an index out of range.
         """
         idx = list(indices)
         if not idx or any(not 0 <= i < self.num_windows for i in idx):
             raise ValueError(f"window indices must be a non-empty subset of 0..{self.num_windows - 1}, got {idx}")
-        return PCWContext(
+        hit = self._subsets.get(tuple(idx))
+        if hit is not None:
+            return hit
+        hit = self._subsets[tuple(idx)] = PCWContext(
             windows=[self.windows[i] for i in idx],
             bos_id=self.bos_id,
             bos_kv=self.bos_kv,
             window_kv=[self.window_kv[i] for i in idx],
             lengths=[self.lengths[i] for i in idx],
         )
+        return hit
 
     def __repr__(self) -> str:
         return f"PCWContext(B={self.num_windows}, lengths={self.lengths}, cached_tokens={self.cached_tokens})"
@@ -132,6 +142,7 @@ def _check_full_attention(model: Any) -> None:
         raise BackendError("Parallel Context Windows need a model whose layers all use full attention (no sliding window)")
 
 
+@torch.inference_mode()
 def encode_windows(model: Any, windows: Sequence[Sequence[int]], *, bos_id: int | None, max_context: int) -> PCWContext:
     """Encode each window on its own (positions ``0..n_i-1``) and keep its keys/values.
 
@@ -148,7 +159,7 @@ def encode_windows(model: Any, windows: Sequence[Sequence[int]], *, bos_id: int 
         BackendError: no window, an empty window, a window longer than ``max_context``,
             or a sliding-window model.
 
-    Call it under ``torch.inference_mode()``.
+    Runs under ``torch.inference_mode()`` (so do all functions here).
     """
     import time
 
@@ -189,20 +200,92 @@ def encode_windows(model: Any, windows: Sequence[Sequence[int]], *, bos_id: int 
     )
 
 
-def context_cache(model: Any, ctx: PCWContext) -> Any:
-    """A fresh ``DynamicCache`` holding ``[BOS | window 1 | ... | window B]`` (L tokens); ``ctx`` is not modified."""
+def _prefix_buffers(ctx: PCWContext, reserve: int) -> list[list[Any]]:
+    """Per layer ``[keys, values]`` buffers ``[1, kv_heads, L + reserve, head_dim]`` holding the context first.
+
+    Built once per context (one copy of the window tensors) and re-used by every task;
+    grown when a task needs more than the reserve.
+    """
     import torch
+
+    bufs = ctx.__dict__.get("_buffers")
+    if bufs is not None and bufs[0][0].shape[-2] >= ctx.cached_tokens + reserve:
+        return bufs
+    n_layers = len(ctx.window_kv[0])
+    bufs = []
+    for layer in range(n_layers):
+        pair = []
+        for j in (0, 1):
+            parts = ([ctx.bos_kv[layer][j]] if ctx.bos_kv else []) + [kv[layer][j] for kv in ctx.window_kv]
+            first = parts[0]
+            buf = torch.empty(
+                (*first.shape[:2], ctx.cached_tokens + reserve, first.shape[-1]), dtype=first.dtype, device=first.device
+            )
+            torch.cat(parts, dim=-2, out=buf[:, :, : ctx.cached_tokens])
+            pair.append(buf)
+        bufs.append(pair)
+    ctx.__dict__["_buffers"] = bufs
+    return bufs
+
+
+@functools.lru_cache(maxsize=None)
+def _prefix_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class PrefixLayer(DynamicLayer):
+        """A cache layer over a preallocated buffer whose first L slots hold the windows.
+
+        New keys/values are written in place after the current length and ``keys`` /
+        ``values`` are views, so a task never copies the context (``DynamicLayer``
+        would concatenate the whole cache on every forward). Each new task starts
+        writing at L again, overwriting the previous task's entries: one task at a
+        time per context (the backend's lock serialises them).
+        """
+
+        def __init__(self, buffers: list[Any], length: int) -> None:
+            super().__init__()
+            self.buffers = buffers
+            self.length = length
+            k, v = buffers
+            self.device, self.is_initialized = k.device, True
+            self.keys, self.values = k[:, :, :length], v[:, :, :length]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            import torch
+
+            t = key_states.shape[-2]
+            k, v = self.buffers
+            if self.length + t > k.shape[-2]:  # out of reserve: grow (copies once)
+                extra = max(t, k.shape[-2] // 4)
+                pad = (*k.shape[:2], extra, k.shape[-1])
+                self.buffers = [torch.cat([b, b.new_empty(pad)], dim=-2) for b in self.buffers]
+                k, v = self.buffers
+            k[:, :, self.length : self.length + t] = key_states
+            v[:, :, self.length : self.length + t] = value_states
+            self.length += t
+            self.keys, self.values = k[:, :, : self.length], v[:, :, : self.length]
+            return self.keys, self.values
+
+    return PrefixLayer
+
+
+def context_cache(model: Any, ctx: PCWContext, reserve: int = 512) -> Any:
+    """A cache holding ``[BOS | window 1 | ... | window B]`` (L tokens) for one task; ``ctx``'s windows are not modified.
+
+    The cache writes new entries into a buffer kept on ``ctx`` after its first L
+    slots (no per-task copy of the context); run one task at a time per context,
+    under ``torch.inference_mode()`` (the buffers are inference tensors).
+    """
     from transformers import DynamicCache
 
-    n_layers = len(ctx.window_kv[0])
-    data = []
-    for layer in range(n_layers):
-        keys = ([ctx.bos_kv[layer][0]] if ctx.bos_kv else []) + [kv[layer][0] for kv in ctx.window_kv]
-        values = ([ctx.bos_kv[layer][1]] if ctx.bos_kv else []) + [kv[layer][1] for kv in ctx.window_kv]
-        data.append((torch.cat(keys, dim=-2), torch.cat(values, dim=-2)))
-    return DynamicCache(data, config=model.config)
+    bufs = _prefix_buffers(ctx, reserve)
+    layer_cls = _prefix_layer_class()
+    cache = DynamicCache(config=model.config)
+    cache.layers = [layer_cls(pair, ctx.cached_tokens) for pair in bufs]
+    return cache
 
 
+@torch.inference_mode()
 def task_forward(model: Any, ctx: PCWContext, task_ids: Sequence[int], cache: Any = None) -> tuple[Any, Any, Any]:
     """Run the task tokens on the windows: explicit 2D mask and position ids ``W..W+T-1``.
 
@@ -236,6 +319,7 @@ def task_forward(model: Any, ctx: PCWContext, task_ids: Sequence[int], cache: An
     return out.logits[0].float(), out.cache, position_ids
 
 
+@torch.inference_mode()
 def greedy_generate(
     model: Any,
     tokenizer: Any,
@@ -400,8 +484,17 @@ class LabelScores:
         return dict(zip(self.labels, self.probs))
 
 
-def label_logprobs(model: Any, ctx: PCWContext, task_ids: Sequence[int], trie: LabelTrie) -> Any:
-    """``log p(label | windows, task)`` of every label of ``trie``, in two forward passes.
+@torch.inference_mode()
+def label_logprobs(
+    model: Any,
+    ctx: PCWContext,
+    task_ids: Sequence[int],
+    trie: LabelTrie,
+    *,
+    top_first: int | None = None,
+    first_bias: dict[int, float] | None = None,
+) -> Any:
+    """``log p(label | windows, task)`` of the labels of ``trie``, in two forward passes.
 
     Pass 1 runs the task (:func:`task_forward`); its last logits give every label's
     first token. Pass 2 runs the trie's internal nodes as one sequence with the
@@ -409,45 +502,62 @@ def label_logprobs(model: Any, ctx: PCWContext, task_ids: Sequence[int], trie: L
     ``W + T + depth - 1``; node j's logits give the next token of every label
     passing through j. Only tokens that continue a valid label are read.
 
+    Args:
+        top_first: prune to the ``top_first`` most probable valid first tokens (a
+            restricted beam of that width at the first token, exhaustive below it);
+            labels outside score ``-inf``. ``None``: every label is scored exactly.
+        first_bias: token → log-score added to the first-token log-probabilities
+            when ranking for ``top_first`` (e.g. minus the content-free log-probability,
+            for calibrated pruning); the returned scores never include it.
+
     Returns:
-        float32 tensor ``[n_labels]``.
+        float32 tensor ``[n_labels]`` (``-inf`` for pruned labels).
     """
     import torch
 
     device = next(model.parameters()).device
     logits, cache, pos = task_forward(model, ctx, task_ids)
     first = torch.log_softmax(logits[-1], dim=-1)
+    keep = list(range(len(trie.label_ids)))
+    sub = trie
+    if top_first is not None and top_first < len(trie.allowed[-1]):
+        firsts = sorted(trie.allowed[-1])
+        rank = {t: float(first[t]) + (first_bias or {}).get(t, 0.0) for t in firsts}
+        chosen = set(sorted(firsts, key=lambda t: rank[t], reverse=True)[: max(1, top_first)])
+        keep = [i for i, ids in enumerate(trie.label_ids) if ids[0] in chosen]
+        sub = LabelTrie([trie.label_ids[i] for i in keep])
     node_logp = None
-    if trie.nodes:
+    if sub.nodes:
         n_past = cache.get_seq_length()
         dtype = next(model.parameters()).dtype
-        mask = trie.attention_mask(n_past, dtype, device)
-        ids = torch.tensor([[tok for _p, tok, _d in trie.nodes]], dtype=torch.long, device=device)
+        mask = sub.attention_mask(n_past, dtype, device)
+        ids = torch.tensor([[tok for _p, tok, _d in sub.nodes]], dtype=torch.long, device=device)
         start = int(pos[0, -1]) + 1
-        position_ids = torch.tensor([[start + d - 1 for _p, _t, d in trie.nodes]], dtype=torch.long, device=device)
+        position_ids = torch.tensor([[start + d - 1 for _p, _t, d in sub.nodes]], dtype=torch.long, device=device)
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=True)
         node_logp = torch.log_softmax(out.logits[0].float(), dim=-1)
-    scores = []
-    for ids, path in zip(trie.label_ids, trie.paths):
+    scores = torch.full((len(trie.label_ids),), float("-inf"))
+    for i, ids, path in zip(keep, sub.label_ids, sub.paths):
         total = first[ids[0]]
         for node, tok in zip(path, ids[1:]):
             total = total + node_logp[node, tok]
-        scores.append(total)
-    return torch.stack(scores)
+        scores[i] = total
+    return scores
 
 
 def _calibrated(logprobs: Any, cf_probs: Any) -> Any:
-    """Contextual calibration: ``p̂ ∝ p / p_cf`` over the labels (log domain, renormalised)."""
+    """Contextual calibration: ``p̂ ∝ p / p_cf`` over the labels (log domain, renormalised; -inf stays 0)."""
     import torch
 
     p = torch.log_softmax(logprobs, dim=-1)
     return torch.softmax(p - torch.log(cf_probs.clamp_min(1e-30)), dim=-1)
 
 
+@torch.inference_mode()
 def content_free_probs(
     model: Any, ctx: PCWContext, trie: LabelTrie, content_free_tasks: Sequence[Sequence[int]]
 ) -> Any:
-    """Mean label distribution for content-free tasks (e.g. ``"N/A"``) in ``ctx``; cached on the context."""
+    """Mean label distribution (exact, over all labels) for content-free tasks in ``ctx``; cached on the context."""
     import torch
 
     key = (tuple(tuple(t) for t in content_free_tasks), tuple(tuple(ids) for ids in trie.label_ids))
@@ -460,6 +570,17 @@ def content_free_probs(
     return hit
 
 
+def _first_token_bias(trie: LabelTrie, cf: Any) -> dict[int, float]:
+    """``-log p_cf(first token)``: the content-free label mass of each first token."""
+    import math as _m
+
+    mass: dict[int, float] = {}
+    for ids, p in zip(trie.label_ids, cf.tolist()):
+        mass[ids[0]] = mass.get(ids[0], 0.0) + p
+    return {t: -_m.log(max(m, 1e-30)) for t, m in mass.items()}
+
+
+@torch.inference_mode()
 def classify(
     model: Any,
     ctx: PCWContext,
@@ -468,6 +589,7 @@ def classify(
     trie: LabelTrie,
     *,
     content_free_tasks: Sequence[Sequence[int]] | None = None,
+    top_first: int | None = None,
 ) -> LabelScores:
     """Restricted-label classification on the windows, optionally with contextual calibration.
 
@@ -475,21 +597,29 @@ def classify(
     distribution the model gives content-free task inputs (``"N/A"``, ...) in the same
     windows estimates its bias; each label's probability is divided by it and the
     result renormalised over the labels. The content-free distribution is computed
-    once per context and label set.
+    exactly once per context and label set (cached on ``ctx``).
+
+    Args:
+        top_first: see :func:`label_logprobs`; with calibration the first tokens are
+            ranked by their calibrated probability.
 
     Returns:
-        :class:`LabelScores`.
+        :class:`LabelScores`. ``logprobs`` are never calibrated; ``probs`` are when
+        ``content_free_tasks`` is given.
     """
     import torch
 
-    lp = label_logprobs(model, ctx, task_ids, trie)
     if content_free_tasks:
         cf = content_free_probs(model, ctx, trie, content_free_tasks)
+        bias = _first_token_bias(trie, cf) if top_first is not None else None
+        lp = label_logprobs(model, ctx, task_ids, trie, top_first=top_first, first_bias=bias)
         probs = _calibrated(lp, cf)
         return LabelScores(list(labels), lp.tolist(), probs.tolist(), True, ctx.num_windows, cf.tolist())
+    lp = label_logprobs(model, ctx, task_ids, trie, top_first=top_first)
     return LabelScores(list(labels), lp.tolist(), torch.softmax(lp, dim=-1).tolist(), False, ctx.num_windows)
 
 
+@torch.inference_mode()
 def ensemble_classify(
     model: Any,
     ctx: PCWContext,
@@ -499,6 +629,7 @@ def ensemble_classify(
     *,
     weights: Sequence[float] | None = None,
     content_free_tasks: Sequence[Sequence[int]] | None = None,
+    top_first: int | None = None,
 ) -> LabelScores:
     """Parallel ensemble: each window alone, per-window label log-probabilities combined.
 
@@ -529,17 +660,21 @@ def ensemble_classify(
     total = None
     for i in range(b):
         one = ctx.subset([i])
-        lp = label_logprobs(model, one, task_ids, trie)
         if content_free_tasks:
-            logp = torch.log(_calibrated(lp, content_free_probs(model, one, trie, content_free_tasks)))
+            cf = content_free_probs(model, one, trie, content_free_tasks)
+            bias = _first_token_bias(trie, cf) if top_first is not None else None
+            lp = label_logprobs(model, one, task_ids, trie, top_first=top_first, first_bias=bias)
+            logp = torch.log(_calibrated(lp, cf).clamp_min(1e-30))
         else:
-            logp = torch.log_softmax(lp, dim=-1)
+            lp = label_logprobs(model, one, task_ids, trie, top_first=top_first)
+            logp = torch.log_softmax(lp, dim=-1).clamp_min(-1e4)
         total = w[i] * logp if total is None else total + w[i] * logp
     probs = torch.softmax(total, dim=-1)
     return LabelScores(list(labels), total.tolist(), probs.tolist(), bool(content_free_tasks), b)
 
 
 # --------------------------------------------------------------------------- reference
+@torch.inference_mode()
 def single_pass_logits(model: Any, windows: Sequence[Sequence[int]], task_ids: Sequence[int], *, bos_id: int | None) -> Any:
     """PCW in one forward pass with an explicit 4D mask (reference recipe, no cache).
 

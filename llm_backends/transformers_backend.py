@@ -339,6 +339,7 @@ class TransformersBackend:
         content_free: Sequence[str] | None = None,
         ensemble: bool = False,
         ensemble_weights: Sequence[float] | None = None,
+        top_first: int | None = None,
     ) -> Any:
         """Restricted-label classification of ``task`` on the windows of ``ctx``.
 
@@ -355,6 +356,8 @@ class TransformersBackend:
             ensemble: score each window alone and combine (parallel ensemble,
                 Yang et al., 2023) instead of PCW.
             ensemble_weights: per-window weights of the ensemble (default uniform).
+            top_first: score only the labels under the ``top_first`` most probable valid
+                first tokens (others get probability 0); ``None`` scores all exactly.
 
         Returns:
             :class:`llm_backends.pcw.LabelScores`.
@@ -379,9 +382,10 @@ class TransformersBackend:
         with self._lock, self._torch.inference_mode():
             if ensemble:
                 return pcw.ensemble_classify(
-                    self.model, ctx, task_ids, labels, trie, weights=ensemble_weights, content_free_tasks=cf
+                    self.model, ctx, task_ids, labels, trie, weights=ensemble_weights, content_free_tasks=cf,
+                    top_first=top_first,
                 )
-            return pcw.classify(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf)
+            return pcw.classify(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf, top_first=top_first)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"

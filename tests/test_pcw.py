@@ -208,6 +208,27 @@ def test_label_logprobs_equal_brute_force_scoring(model, windows):
     assert torch.allclose(got, torch.tensor(want), atol=1e-4), (got, want)
 
 
+def test_first_token_pruning_scores_kept_labels_exactly(model):
+    ctx = encode(model, [W1, W2])
+    trie = pcw.LabelTrie(LABELS)
+    with torch.inference_mode():
+        full = pcw.label_logprobs(model, ctx, TASK, trie)
+        first = torch.log_softmax(pcw.task_forward(model, ctx, TASK)[0][-1], -1)
+        pruned = pcw.label_logprobs(model, ctx, TASK, trie, top_first=1)
+        # a bias that reverses the ranking keeps the other subtree
+        other = 8 if first[5] > first[8] else 5
+        biased = pcw.label_logprobs(model, ctx, TASK, trie, top_first=1, first_bias={other: 100.0})
+    best = 5 if first[5] > first[8] else 8
+    for got in (pruned, biased):
+        keep = best if got is pruned else other
+        for i, lab in enumerate(LABELS):
+            if lab[0] == keep:
+                assert float(got[i]) == pytest.approx(float(full[i]), abs=1e-5)
+            else:
+                assert got[i] == float("-inf")
+    assert torch.equal(pcw.label_logprobs(model, ctx, TASK, trie, top_first=2), full)
+
+
 def test_windows_are_not_reencoded_per_question(model):
     ctx = encode(model, [W1, W2, W3])
     trie = pcw.LabelTrie(LABELS)
@@ -219,8 +240,8 @@ def test_windows_are_not_reencoded_per_question(model):
                 pcw.classify(model, ctx, task, ["a", "b", "c", "d", "e"], trie, content_free_tasks=[[3]])
     finally:
         hook.remove()
-    # per question: task + 4 trie nodes; the content-free task (1 token + 4 nodes) once, after question 1
-    assert lengths == [4, 4, 1, 4, 2, 4, 1, 4]
+    # the content-free task once (1 token + 4 trie nodes), then per question: task + 4 trie nodes
+    assert lengths == [1, 4, 4, 4, 2, 4, 1, 4]
 
 
 def test_contextual_calibration_divides_by_content_free_probabilities(model):
