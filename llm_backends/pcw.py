@@ -60,7 +60,10 @@ __all__ = [
     "greedy_generate",
     "label_logprobs",
     "classify",
+    "classify_batch",
+    "label_logprobs_batch",
     "ensemble_classify",
+    "ensemble_combine",
     "single_pass_logits",
 ]
 
@@ -128,6 +131,12 @@ class PCWContext:
             lengths=[self.lengths[i] for i in idx],
         )
         return hit
+
+    def release_buffers(self) -> None:
+        """Free the task-cache buffers (a copy of the windows' keys/values, rebuilt on the next task)."""
+        self.__dict__.pop("_buffers", None)
+        for sub in self._subsets.values():
+            sub.__dict__.pop("_buffers", None)
 
     def __repr__(self) -> str:
         return f"PCWContext(B={self.num_windows}, lengths={self.lengths}, cached_tokens={self.cached_tokens})"
@@ -545,6 +554,150 @@ def label_logprobs(
     return scores
 
 
+def _additive(allowed: Any, dtype: Any, device: Any) -> Any:
+    """Bool ``[q, k]`` → additive float mask ``[1, 1, q, k]`` (0 / dtype minimum)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.to(device)[None, None]
+
+
+@torch.inference_mode()
+def label_logprobs_batch(
+    model: Any,
+    ctx: PCWContext,
+    tasks: Sequence[Sequence[int]],
+    trie: LabelTrie,
+    *,
+    top_first: int | None = None,
+    first_bias: dict[int, float] | None = None,
+) -> Any:
+    """:func:`label_logprobs` for many tasks at once, packed into two forward passes.
+
+    The tasks are laid out one after another after the windows; an additive 4D mask
+    lets each task see every window and its own earlier tokens only, and each task's
+    position ids start at W. Then the (pruned) label tries of all tasks are packed the
+    same way, each node seeing the windows, its own task and its own ancestors. The
+    weights are read once per pass instead of once per task, which on a CPU is most
+    of the cost for short tasks. The result equals :func:`label_logprobs` per task up
+    to float summation order.
+
+    Args:
+        tasks: token ids of each task (each non-empty).
+        top_first, first_bias: as in :func:`label_logprobs`.
+
+    Returns:
+        float32 tensor ``[n_tasks, n_labels]`` (``-inf`` for pruned labels).
+
+    Raises:
+        BackendError: no task or an empty task.
+    """
+    if not tasks or any(not t for t in tasks):
+        raise BackendError("PCW needs at least one non-empty task")
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    w, n_ctx = ctx.max_window_length, ctx.cached_tokens
+    # pass 1: all tasks, block-diagonal causal among themselves
+    seg = torch.cat([torch.full((len(t),), i) for i, t in enumerate(tasks)])
+    n1 = len(seg)
+    pos1 = torch.cat([w + torch.arange(len(t)) for t in tasks])
+    local = torch.tril(torch.ones(n1, n1, dtype=torch.bool)) & (seg[:, None] == seg[None, :])
+    allowed1 = torch.cat([torch.ones(n1, n_ctx, dtype=torch.bool), local], dim=1)
+    ends = torch.cumsum(torch.tensor([len(t) for t in tasks]), 0) - 1
+    # sub-tries after pass 1 need at most every node per task
+    cache = context_cache(model, ctx, reserve=n1 + len(tasks) * len(trie.nodes) + 8)
+    out = model(
+        input_ids=torch.tensor([[tok for t in tasks for tok in t]], device=device),
+        attention_mask=_additive(allowed1, dtype, device),
+        position_ids=pos1[None].to(device),
+        cache=cache,
+        use_cache=True,
+    )
+    first = torch.log_softmax(out.logits[0, ends].float(), dim=-1)  # [n_tasks, vocab]
+    firsts = sorted(trie.allowed[-1])
+    subs: list[tuple[list[int], LabelTrie]] = []
+    for q in range(len(tasks)):
+        keep = list(range(len(trie.label_ids)))
+        sub = trie
+        if top_first is not None and top_first < len(firsts):
+            rank = {t: float(first[q, t]) + (first_bias or {}).get(t, 0.0) for t in firsts}
+            chosen = set(sorted(firsts, key=lambda t: rank[t], reverse=True)[: max(1, top_first)])
+            keep = [i for i, ids in enumerate(trie.label_ids) if ids[0] in chosen]
+            sub = LabelTrie([trie.label_ids[i] for i in keep])
+        subs.append((keep, sub))
+    # pass 2: every task's trie nodes
+    offsets, rows, node_ids, node_pos = [], [], [], []
+    for q, (_keep, sub) in enumerate(subs):
+        offsets.append(len(node_ids))
+        for _p, tok, d in sub.nodes:
+            node_ids.append(tok)
+            node_pos.append(w + len(tasks[q]) + d - 1)
+    n2 = len(node_ids)
+    node_logp = None
+    if n2:
+        allowed2 = torch.zeros(n2, n_ctx + n1 + n2, dtype=torch.bool)
+        allowed2[:, :n_ctx] = True
+        for q, (_keep, sub) in enumerate(subs):
+            o = offsets[q]
+            m = len(sub.nodes)
+            if not m:
+                continue
+            allowed2[o : o + m, n_ctx : n_ctx + n1] = (seg == q)[None, :]
+            anc = torch.zeros(m, m, dtype=torch.bool)
+            for j, (parent, _t, _d) in enumerate(sub.nodes):
+                anc[j, j] = True
+                if parent >= 0:
+                    anc[j] |= anc[parent]
+            allowed2[o : o + m, n_ctx + n1 + o : n_ctx + n1 + o + m] = anc
+        out = model(
+            input_ids=torch.tensor([node_ids], device=device),
+            attention_mask=_additive(allowed2, dtype, device),
+            position_ids=torch.tensor([node_pos], device=device),
+            cache=cache,
+            use_cache=True,
+        )
+        node_logp = torch.log_softmax(out.logits[0].float(), dim=-1)
+    scores = torch.full((len(tasks), len(trie.label_ids)), float("-inf"))
+    for q, (keep, sub) in enumerate(subs):
+        for i, ids, path in zip(keep, sub.label_ids, sub.paths):
+            total = first[q, ids[0]]
+            for node, tok in zip(path, ids[1:]):
+                total = total + node_logp[offsets[q] + node, tok]
+            scores[q, i] = total
+    return scores
+
+
+@torch.inference_mode()
+def classify_batch(
+    model: Any,
+    ctx: PCWContext,
+    tasks: Sequence[Sequence[int]],
+    labels: Sequence[str],
+    trie: LabelTrie,
+    *,
+    content_free_tasks: Sequence[Sequence[int]] | None = None,
+    top_first: int | None = None,
+) -> list[LabelScores]:
+    """:func:`classify` for many tasks on the same windows (two packed forward passes in all).
+
+    Returns:
+        One :class:`LabelScores` per task, in order.
+    """
+    cf = bias = None
+    if content_free_tasks:
+        cf = content_free_probs(model, ctx, trie, content_free_tasks)
+        bias = _first_token_bias(trie, cf) if top_first is not None else None
+    lp = label_logprobs_batch(model, ctx, tasks, trie, top_first=top_first, first_bias=bias)
+    results = []
+    for row in lp:
+        if cf is not None:
+            probs = _calibrated(row, cf)
+            results.append(LabelScores(list(labels), row.tolist(), probs.tolist(), True, ctx.num_windows, cf.tolist()))
+        else:
+            probs = torch.softmax(row, dim=-1)
+            results.append(LabelScores(list(labels), row.tolist(), probs.tolist(), False, ctx.num_windows))
+    return results
+
+
 def _calibrated(logprobs: Any, cf_probs: Any) -> Any:
     """Contextual calibration: ``p̂ ∝ p / p_cf`` over the labels (log domain, renormalised; -inf stays 0)."""
     import torch
@@ -650,27 +803,40 @@ def ensemble_classify(
     Raises:
         ValueError: wrong number of weights, or weights that do not sum to a positive number.
     """
-    import torch
-
-    b = ctx.num_windows
-    w = torch.tensor(list(weights) if weights is not None else [1.0] * b, dtype=torch.float32)
-    if w.numel() != b or bool((w < 0).any()) or float(w.sum()) <= 0:
-        raise ValueError(f"weights must be {b} non-negative numbers with a positive sum")
-    w = w / w.sum()
-    total = None
-    for i in range(b):
+    parts = []
+    for i in range(ctx.num_windows):
         one = ctx.subset([i])
         if content_free_tasks:
             cf = content_free_probs(model, one, trie, content_free_tasks)
             bias = _first_token_bias(trie, cf) if top_first is not None else None
             lp = label_logprobs(model, one, task_ids, trie, top_first=top_first, first_bias=bias)
-            logp = torch.log(_calibrated(lp, cf).clamp_min(1e-30))
+            parts.append(LabelScores(list(labels), lp.tolist(), _calibrated(lp, cf).tolist(), True))
         else:
             lp = label_logprobs(model, one, task_ids, trie, top_first=top_first)
-            logp = torch.log_softmax(lp, dim=-1).clamp_min(-1e4)
-        total = w[i] * logp if total is None else total + w[i] * logp
+            parts.append(LabelScores(list(labels), lp.tolist(), torch.softmax(lp, dim=-1).tolist(), False))
+    return ensemble_combine(parts, weights)
+
+
+def ensemble_combine(parts: Sequence[LabelScores], weights: Sequence[float] | None = None) -> LabelScores:
+    """Combine per-window results (same labels) by a weighted sum of their log label probabilities.
+
+    ``score(l) = Σ_i w_i log p_i(l)`` with ``p_i`` each window's (calibrated or plain)
+    distribution over the labels, floored at 1e-30 so a label pruned in one window
+    is penalised, not excluded; ``probs`` is the softmax of the scores.
+
+    Raises:
+        ValueError: no part, or weights that are not ``len(parts)`` non-negative numbers with a positive sum.
+    """
+    b = len(parts)
+    if not b:
+        raise ValueError("nothing to combine")
+    w = torch.tensor(list(weights) if weights is not None else [1.0] * b, dtype=torch.float32)
+    if w.numel() != b or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValueError(f"weights must be {b} non-negative numbers with a positive sum")
+    w = w / w.sum()
+    total = sum(w[i] * torch.log(torch.tensor(p.probs).clamp_min(1e-30)) for i, p in enumerate(parts))
     probs = torch.softmax(total, dim=-1)
-    return LabelScores(list(labels), total.tolist(), probs.tolist(), bool(content_free_tasks), b)
+    return LabelScores(list(parts[0].labels), total.tolist(), probs.tolist(), parts[0].calibrated, b)
 
 
 # --------------------------------------------------------------------------- reference

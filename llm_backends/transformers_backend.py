@@ -387,5 +387,37 @@ class TransformersBackend:
                 )
             return pcw.classify(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf, top_first=top_first)
 
+    def pcw_classify_batch(
+        self,
+        ctx: Any,
+        tasks: Sequence[str],
+        labels: Sequence[str],
+        *,
+        content_free: Sequence[str] | None = None,
+        top_first: int | None = None,
+    ) -> list[Any]:
+        """:meth:`pcw_classify` for many tasks on the same windows, packed into two forward passes.
+
+        Returns:
+            One :class:`llm_backends.pcw.LabelScores` per task.
+
+        Raises:
+            BackendError: no task, an empty task or label set, or too long for the context.
+        """
+        from llm_backends import pcw
+
+        if not labels:
+            raise BackendError("no labels to classify into")
+        task_ids = [self.encode(t) for t in tasks]
+        if not task_ids or any(not t for t in task_ids):
+            raise BackendError("empty prompt")
+        trie = pcw.LabelTrie([self.encode(lab) for lab in labels])
+        need = ctx.max_window_length + max(len(t) for t in task_ids) + trie.max_depth
+        if need > self.max_context:
+            raise BackendError(f"longest window + task + label need {need} positions; the model has {self.max_context}")
+        cf = [self.encode(t) for t in content_free] if content_free else None
+        with self._lock, self._torch.inference_mode():
+            return pcw.classify_batch(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf, top_first=top_first)
+
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"

@@ -47,6 +47,7 @@ class RouteDecision:
         error: why the decision is unusable (invalid arguments after repair, bad output), else ``None``.
         reason: short human-readable reason for the choice (e.g. "score margin", "below threshold").
         timings: stage → seconds (``"choose_expert"``, ``"extract_args"``).
+        pcw_windows: parallel context windows the expert choice used (0: an ordinary prompt).
     """
 
     question: str
@@ -60,6 +61,7 @@ class RouteDecision:
     error: str | None = None
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    pcw_windows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -80,6 +82,7 @@ class RouteDecision:
             "error": self.error,
             "reason": self.reason,
             "timings": dict(self.timings),
+            "pcw_windows": self.pcw_windows,
         }
 
 
@@ -161,6 +164,8 @@ class Trace:
             lines.append(
                 f"route: {d.expert or 'none'} (confidence {d.confidence:.2f}{'; next: ' + alts if alts else ''})"
             )
+            if d.pcw_windows:
+                lines.append(f"  expert choice over {d.pcw_windows} parallel context windows")
             for i, a in enumerate(d.attempts, 1):
                 lines.append(f"  attempt {i}: {a.get('raw', '')!r}" + (f" -> {a['error']}" if a.get("error") else ""))
             if d.error:

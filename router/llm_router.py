@@ -190,6 +190,13 @@ class LLMRouter:
         max_arg_tokens: generation budget for the arguments' JSON.
         repair: re-ask once with the validation error when arguments do not validate.
         choice_template / args_template: jinja2 sources overriding the packaged prompts.
+        pcw_windows: B ≥ 2 turns on Parallel Context Windows for the expert choice
+            (:mod:`router.pcw`): once all routing examples exceed ``pcw_window_tokens``,
+            they are packed into B windows balanced by token length and the options are
+            scored by restricted-label classification over them (calibrated unless
+            ``pcw_calibrate`` is False); the decision's ``pcw_windows`` reports B (0 when
+            the ordinary recipe ran). Needs a backend with PCW; others keep the ordinary recipe.
+        pcw_window_tokens: one window's token budget (the threshold for PCW).
 
     On SmolLM2-135M the direct recipe (score each name after one prompt) prefers
     "none" for almost every question; the channel recipe routes far better (see the
@@ -209,6 +216,9 @@ class LLMRouter:
         repair: bool = True,
         choice_template: str | None = None,
         args_template: str | None = None,
+        pcw_windows: int | None = None,
+        pcw_window_tokens: int = 1024,
+        pcw_calibrate: bool = True,
     ) -> None:
         self.backend = backend
         self.examples_per_expert = examples_per_expert
@@ -223,6 +233,15 @@ class LLMRouter:
         self.repair = repair
         self.choice_template = choice_template or _load_prompt("route_choice.j2")
         self.args_template = args_template or _load_prompt("route_args.j2")
+        if pcw_windows is not None and pcw_windows < 1:
+            raise ValueError(f"pcw_windows must be at least 1, got {pcw_windows}")
+        self.pcw_windows = pcw_windows
+        self.pcw = None
+        if pcw_windows and pcw_windows > 1:
+            from router.pcw import PCWExpertChooser
+
+            self.pcw = PCWExpertChooser(backend, pcw_windows, window_tokens=pcw_window_tokens, calibrate=pcw_calibrate)
+        self.last_pcw_windows = 0
 
     # ------------------------------------------------------------ prompts
     @staticmethod
@@ -319,6 +338,13 @@ class LLMRouter:
             BackendError: the model failed (e.g. a prompt longer than its context).
         """
         names = [e.name for e in experts] + [NONE]
+        self.last_pcw_windows = 0
+        if self.pcw is not None:  # Parallel Context Windows over all routing examples (router/pcw.py)
+            options = [(e.name, [ex.question for ex in e.examples]) for e in experts] + [(NONE, self.none_examples)]
+            pcw_choice = self.pcw.choose(question, options)
+            if pcw_choice is not None:
+                self.last_pcw_windows = pcw_choice.num_windows
+                return pcw_choice.scores
         if self.choice == "direct":
             raw = self.backend.score(self.choice_prompt(question, experts), [" " + n for n in names])
             return dict(zip(names, raw))
@@ -406,6 +432,7 @@ class LLMRouter:
             return decision
         decision.timings["choose_expert"] = time.perf_counter() - t0
         decision.scores = scores
+        decision.pcw_windows = self.last_pcw_windows
         ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
         top_name, top_p = ranked[0]
         decision.confidence = top_p

@@ -229,6 +229,22 @@ def test_first_token_pruning_scores_kept_labels_exactly(model):
     assert torch.equal(pcw.label_logprobs(model, ctx, TASK, trie, top_first=2), full)
 
 
+@pytest.mark.parametrize("top_first", [None, 1])
+def test_batched_classification_equals_one_task_at_a_time(model, top_first):
+    ctx = encode(model, [W1, W2, W3])
+    trie = pcw.LabelTrie(LABELS)
+    tasks = [TASK, [34, 35], [36], [37, 38, 39, 40, 41]]
+    names = list("abcde")
+    batch = pcw.classify_batch(model, ctx, tasks, names, trie, content_free_tasks=[[3]], top_first=top_first)
+    for task, got in zip(tasks, batch):
+        one = pcw.classify(model, ctx, task, names, trie, content_free_tasks=[[3]], top_first=top_first)
+        assert got.logprobs == pytest.approx(one.logprobs, abs=1e-4)
+        assert got.probs == pytest.approx(one.probs, abs=1e-5)
+        assert got.best == one.best and got.calibrated
+    with pytest.raises(BackendError):
+        pcw.classify_batch(model, ctx, [TASK, []], names, trie)
+
+
 def test_windows_are_not_reencoded_per_question(model):
     ctx = encode(model, [W1, W2, W3])
     trie = pcw.LabelTrie(LABELS)
