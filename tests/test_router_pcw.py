@@ -156,3 +156,21 @@ def test_uncalibrated_pcw_choice_passes_no_content_free_input():
     backend = FakePCWBackend("tool0", outputs=['x": "a"}'])
     LLMRouter(backend, pcw_windows=2, pcw_window_tokens=50, pcw_calibrate=False).route("topic0", registry)
     assert backend.classified[0][2] is None
+
+
+def test_cli_pcw_windows_option_is_validated_and_refuses_bad_questions_before_loading():
+    from typer.testing import CliRunner
+
+    from mrkl.cli import _LazyRouter, _system, app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["route", "x" * 50_000, "--model", "no-such-model", "--pcw-windows", "3"])
+    assert result.exit_code == 2 and "limit is 4,000" in result.output
+    result = runner.invoke(app, ["route", "hello", "--pcw-windows", "0"])
+    assert result.exit_code == 2 and "pcw-windows" in result.output
+    system = _system("no-such-model", 3)
+    assert isinstance(system.router, _LazyRouter)  # nothing loaded yet
+    backend = FakePCWBackend("tool1", outputs=['x": "a"}'])
+    router = _LazyRouter(lambda: backend, pcw_windows=2, pcw_window_tokens=50)
+    d = router.route("topic1", _experts(4, 4))
+    assert d.expert == "tool1" and d.pcw_windows == 2
