@@ -174,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             record(name, 77 * b, b, f"{max(sub.lengths)}/{sub.cached_tokens}", raw, cal, dt, per_window_enc * b)
             sub.release_buffers()
         joined = "".join(windows[:3])
+        n_joined = 77 * min(3, len(windows))
         long_ctx = backend.pcw_context([joined])
         raw, cal, dt, _out, _ = run(long_ctx)
-        record("1 window, 231 shots (= B=3's)", 231, 1, f"{long_ctx.lengths[0]}/{long_ctx.cached_tokens}", raw, cal, dt,
+        record(f"1 window, {n_joined} shots (= B={min(3, len(windows))}'s)", n_joined, 1, f"{long_ctx.lengths[0]}/{long_ctx.cached_tokens}", raw, cal, dt,
                long_ctx.encode_seconds)
         if not args.no_ensemble:
             per = [first_window[0]]  # window 0 alone is the one-window row
             t_sum = first_window[1]
-            for i in range(1, 3):
+            nb = min(3, len(windows))
+            for i in range(1, nb):
                 _r, _c, dt, out, _ = run(ctx.subset([i]))
                 per.append(out)
                 t_sum += dt
@@ -192,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 parts_cal = [p[q] for p in per]
                 ens_raw.append(label_of[pcw.ensemble_combine(parts_raw).best])
                 ens_cal.append(label_of[pcw.ensemble_combine(parts_cal).best])
-            record("parallel ensemble of B=3 windows", 231, 3, f"{max(ctx.lengths[:3])}/-", ens_raw, ens_cal, t_sum,
-                   per_window_enc * 3)
+            record(f"parallel ensemble of B={nb} windows", 77 * nb, nb, f"{max(ctx.lengths[:nb])}/-", ens_raw, ens_cal,
+                   t_sum, per_window_enc * nb)
         if args.single and seed == args.seeds[0]:
-            for name, c in (("1 window (77 shots)", ctx.subset([0])), ("PCW B=3 (231 shots)", ctx.subset([0, 1, 2])),
-                            ("1 window, 231 shots", long_ctx)):
+            nb = min(3, len(windows))
+            for name, c in (("1 window (77 shots)", ctx.subset([0])), (f"PCW B={nb} ({77 * nb} shots)", ctx.subset(range(nb))),
+                            (f"1 window, {77 * nb} shots", long_ctx)):
                 t0 = time.perf_counter()
                 for q in tasks[: args.single]:
                     backend.pcw_classify(c, q, labels, content_free=cf, top_first=top_first)

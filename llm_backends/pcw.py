@@ -13,10 +13,12 @@ been the only one right before them.
 Mechanics (transformers 5.x, checked against 5.24):
 
 * The windows' key/value tensors are concatenated along the sequence axis into a
-  :class:`transformers.DynamicCache` of ``L = 1 + Σ_i (n_i - 1)`` tokens (BOS once).
-  A :class:`PCWContext` holds them and is re-used for many questions: each
-  question builds a fresh cache from the stored tensors (``DynamicCache.update``
-  concatenates into new tensors, so the stored ones are never modified).
+  cache of ``L = 1 + Σ_i (n_i - 1)`` tokens (BOS once). A :class:`PCWContext` holds
+  them and is re-used for many questions without re-encoding: the concatenation is
+  written once into a buffer with spare room, and each question's cache
+  (:func:`context_cache`, a ``DynamicCache`` whose layers write in place after slot
+  L) starts again at L — ``DynamicLayer`` would instead copy the whole context on
+  every forward pass.
 * The task runs with an explicit 2D attention mask of ones over
   ``[all windows | task]`` (length ``L + T``) and **explicit** position ids
   ``W..W+T-1``. Left out, position ids would be derived from the cache length
@@ -33,8 +35,8 @@ Mechanics (transformers 5.x, checked against 5.24):
 * Any custom mask makes transformers' SDPA path skip ``enable_gqa`` on CUDA
   (``use_gqa_in_sdpa`` requires ``attention_mask is None``), so grouped-query
   models (SmolLM2: 9 query / 3 KV heads) repeat keys/values per query head while
-  a PCW task runs; on the CPU the same happens. This is a speed cost, not an
-  error.
+  a PCW task runs (one-token decoding steps pack the query heads instead); on the
+  CPU the same happens. This is a speed cost, not an error.
 
 Only models whose layers all use full attention are supported (no sliding window).
 """
@@ -42,7 +44,6 @@ Only models whose layers all use full attention are supported (no sliding window
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -172,8 +173,6 @@ def encode_windows(model: Any, windows: Sequence[Sequence[int]], *, bos_id: int 
     """
     import time
 
-    import torch
-
     _check_full_attention(model)
     if not windows:
         raise BackendError("PCW needs at least one context window")
@@ -215,8 +214,6 @@ def _prefix_buffers(ctx: PCWContext, reserve: int) -> list[list[Any]]:
     Built once per context (one copy of the window tensors) and re-used by every task;
     grown when a task needs more than the reserve.
     """
-    import torch
-
     bufs = ctx.__dict__.get("_buffers")
     if bufs is not None and bufs[0][0].shape[-2] >= ctx.cached_tokens + reserve:
         return bufs
@@ -260,8 +257,6 @@ def _prefix_layer_class() -> type:
             self.keys, self.values = k[:, :, :length], v[:, :, :length]
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            import torch
-
             t = key_states.shape[-2]
             k, v = self.buffers
             if self.length + t > k.shape[-2]:  # out of reserve: grow (copies once)
@@ -310,8 +305,6 @@ def task_forward(model: Any, ctx: PCWContext, task_ids: Sequence[int], cache: An
     Raises:
         BackendError: empty task.
     """
-    import torch
-
     if not task_ids:
         raise BackendError("empty PCW task")
     device = next(model.parameters()).device
@@ -351,8 +344,6 @@ def greedy_generate(
     Raises:
         BackendError: empty task, or ``W + T + max_new_tokens`` beyond ``max_context``.
     """
-    import torch
-
     w, t = ctx.max_window_length, len(task_ids)
     if w + t + max_new_tokens > max_context:
         raise BackendError(
@@ -447,8 +438,6 @@ class LabelTrie:
         0 where a node may attend (every prefix token, its ancestors, itself), the
         dtype's minimum elsewhere — a float mask, correct for eager and SDPA attention.
         """
-        import torch
-
         n = len(self.nodes)
         allowed = torch.zeros(n, n, dtype=torch.bool)
         for j, (parent, _tok, _d) in enumerate(self.nodes):
@@ -522,8 +511,6 @@ def label_logprobs(
     Returns:
         float32 tensor ``[n_labels]`` (``-inf`` for pruned labels).
     """
-    import torch
-
     device = next(model.parameters()).device
     logits, cache, pos = task_forward(model, ctx, task_ids)
     first = torch.log_softmax(logits[-1], dim=-1)
@@ -700,8 +687,6 @@ def classify_batch(
 
 def _calibrated(logprobs: Any, cf_probs: Any) -> Any:
     """Contextual calibration: ``p̂ ∝ p / p_cf`` over the labels (log domain, renormalised; -inf stays 0)."""
-    import torch
-
     p = torch.log_softmax(logprobs, dim=-1)
     return torch.softmax(p - torch.log(cf_probs.clamp_min(1e-30)), dim=-1)
 
@@ -711,13 +696,11 @@ def content_free_probs(
     model: Any, ctx: PCWContext, trie: LabelTrie, content_free_tasks: Sequence[Sequence[int]]
 ) -> Any:
     """Mean label distribution (exact, over all labels) for content-free tasks in ``ctx``; cached on the context."""
-    import torch
-
     key = (tuple(tuple(t) for t in content_free_tasks), tuple(tuple(ids) for ids in trie.label_ids))
     hit = ctx.calibration.get(key)
     if hit is None:
-        probs = [torch.softmax(label_logprobs(model, ctx, t, trie), dim=-1) for t in content_free_tasks]
-        hit = torch.stack(probs).mean(dim=0)
+        probs = torch.softmax(label_logprobs_batch(model, ctx, content_free_tasks, trie), dim=-1)
+        hit = probs.mean(dim=0)
         hit = hit / hit.sum()
         ctx.calibration[key] = hit
     return hit
@@ -760,8 +743,6 @@ def classify(
         :class:`LabelScores`. ``logprobs`` are never calibrated; ``probs`` are when
         ``content_free_tasks`` is given.
     """
-    import torch
-
     if content_free_tasks:
         cf = content_free_probs(model, ctx, trie, content_free_tasks)
         bias = _first_token_bias(trie, cf) if top_first is not None else None
@@ -852,8 +833,6 @@ def single_pass_logits(model: Any, windows: Sequence[Sequence[int]], task_ids: S
     Returns:
         float32 logits ``[T, vocab]`` of the task tokens.
     """
-    import torch
-
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     head = [bos_id] if bos_id is not None else []
@@ -885,10 +864,3 @@ def single_pass_logits(model: Any, windows: Sequence[Sequence[int]], task_ids: S
         use_cache=False,
     )
     return out.logits[0, n - len(task_ids) :].float()
-
-
-def log_softmax_list(scores: Sequence[float]) -> list[float]:
-    """Natural-log softmax of a list of floats (helper for callers without torch)."""
-    top = max(scores)
-    z = math.log(sum(math.exp(s - top) for s in scores)) + top
-    return [s - z for s in scores]
