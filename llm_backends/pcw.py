@@ -482,6 +482,15 @@ class LabelScores:
         return dict(zip(self.labels, self.probs))
 
 
+def _kept_first(first: Any, firsts: list[int], top_first: int, first_bias: dict[int, float] | None) -> set[int]:
+    """The ``top_first`` valid first tokens by log-probability, plus (with a bias) the ``top_first`` by biased score."""
+    k = max(1, top_first)
+    kept = set(sorted(firsts, key=lambda t: float(first[t]), reverse=True)[:k])
+    if first_bias:
+        kept |= set(sorted(firsts, key=lambda t: float(first[t]) + first_bias.get(t, 0.0), reverse=True)[:k])
+    return kept
+
+
 @torch.inference_mode()
 def label_logprobs(
     model: Any,
@@ -505,8 +514,11 @@ def label_logprobs(
             restricted beam of that width at the first token, exhaustive below it);
             labels outside score ``-inf``. ``None``: every label is scored exactly.
         first_bias: token → log-score added to the first-token log-probabilities
-            when ranking for ``top_first`` (e.g. minus the content-free log-probability,
-            for calibrated pruning); the returned scores never include it.
+            for a second ranking (e.g. minus the content-free log-probability, for
+            calibrated pruning): the first tokens kept are the ``top_first`` best by
+            log-probability and the ``top_first`` best by biased score, so both the
+            plain and the calibrated best label are searched; the returned scores never
+            include the bias.
 
     Returns:
         float32 tensor ``[n_labels]`` (``-inf`` for pruned labels).
@@ -518,8 +530,7 @@ def label_logprobs(
     sub = trie
     if top_first is not None and top_first < len(trie.allowed[-1]):
         firsts = sorted(trie.allowed[-1])
-        rank = {t: float(first[t]) + (first_bias or {}).get(t, 0.0) for t in firsts}
-        chosen = set(sorted(firsts, key=lambda t: rank[t], reverse=True)[: max(1, top_first)])
+        chosen = _kept_first(first, firsts, top_first, first_bias)
         keep = [i for i, ids in enumerate(trie.label_ids) if ids[0] in chosen]
         sub = LabelTrie([trie.label_ids[i] for i in keep])
     node_logp = None
@@ -606,8 +617,7 @@ def label_logprobs_batch(
         keep = list(range(len(trie.label_ids)))
         sub = trie
         if top_first is not None and top_first < len(firsts):
-            rank = {t: float(first[q, t]) + (first_bias or {}).get(t, 0.0) for t in firsts}
-            chosen = set(sorted(firsts, key=lambda t: rank[t], reverse=True)[: max(1, top_first)])
+            chosen = _kept_first(first[q], firsts, top_first, first_bias)
             keep = [i for i, ids in enumerate(trie.label_ids) if ids[0] in chosen]
             sub = LabelTrie([trie.label_ids[i] for i in keep])
         subs.append((keep, sub))

@@ -215,14 +215,14 @@ def test_first_token_pruning_scores_kept_labels_exactly(model):
         full = pcw.label_logprobs(model, ctx, TASK, trie)
         first = torch.log_softmax(pcw.task_forward(model, ctx, TASK)[0][-1], -1)
         pruned = pcw.label_logprobs(model, ctx, TASK, trie, top_first=1)
-        # a bias that reverses the ranking keeps the other subtree
+        # a bias that reverses the ranking keeps the other subtree as well
         other = 8 if first[5] > first[8] else 5
         biased = pcw.label_logprobs(model, ctx, TASK, trie, top_first=1, first_bias={other: 100.0})
+        unbiased = pcw.label_logprobs(model, ctx, TASK, trie, top_first=1, first_bias={other: -100.0})
     best = 5 if first[5] > first[8] else 8
-    for got in (pruned, biased):
-        keep = best if got is pruned else other
+    for got, keep in ((pruned, {best}), (biased, {best, other}), (unbiased, {best})):
         for i, lab in enumerate(LABELS):
-            if lab[0] == keep:
+            if lab[0] in keep:
                 assert float(got[i]) == pytest.approx(float(full[i]), abs=1e-5)
             else:
                 assert got[i] == float("-inf")
