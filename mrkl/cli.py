@@ -32,8 +32,9 @@ PCWOpt = typer.Option(
     "--pcw-windows",
     min=1,
     help="Parallel Context Windows for the expert choice: pack the routing examples into B windows "
-    "once they exceed one window (1024 tokens).",
+    "once they exceed one window (--pcw-window-tokens).",
 )
+PCWTokensOpt = typer.Option(1024, "--pcw-window-tokens", min=1, help="One PCW window's token budget.")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -72,11 +73,12 @@ class _LazyRouter:
         return self._get().repair_args(*args, **kwargs)
 
 
-def _system(model: str, pcw_windows: int | None = None) -> Any:
+def _system(model: str, pcw_windows: int | None = None, pcw_window_tokens: int = 1024) -> Any:
     from mrkl.system import MRKL
 
     if pcw_windows and pcw_windows > 1:
-        system = MRKL(model=model, router=_LazyRouter(lambda: system.backend, pcw_windows=pcw_windows))
+        router = _LazyRouter(lambda: system.backend, pcw_windows=pcw_windows, pcw_window_tokens=pcw_window_tokens)
+        system = MRKL(model=model, router=router)
         return system
     return MRKL(model=model)
 
@@ -92,10 +94,11 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print the answer and its trace as JSON."),
     model: str = ModelOpt,
     pcw_windows: Optional[int] = PCWOpt,
+    pcw_window_tokens: int = PCWTokensOpt,
 ) -> None:
     """Answer a question with the experts (or the language model as fallback)."""
     with _errors():
-        answer = _system(model, pcw_windows).ask(question)
+        answer = _system(model, pcw_windows, pcw_window_tokens).ask(question)
     if as_json:
         _dump(answer.to_dict())
         return
@@ -112,10 +115,11 @@ def route(
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
     model: str = ModelOpt,
     pcw_windows: Optional[int] = PCWOpt,
+    pcw_window_tokens: int = PCWTokensOpt,
 ) -> None:
     """Show the router's decision (expert, arguments, confidence) without running anything."""
     with _errors():
-        decision = _system(model, pcw_windows).route(question)
+        decision = _system(model, pcw_windows, pcw_window_tokens).route(question)
     if as_json:
         _dump(decision.to_dict())
         return
