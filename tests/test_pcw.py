@@ -150,6 +150,20 @@ def test_eager_attention_with_a_boolean_4d_mask_is_silently_wrong():
     assert (bad - ref).abs().max() > 1e-2
 
 
+def test_position_ids_left_out_are_wrong_for_pcw(model):
+    """Why position ids are explicit: left out, the model counts from the cache length L, not from W."""
+    ctx = encode(model, [W1, W3])
+    with torch.inference_mode():
+        right = pcw.task_forward(model, ctx, TASK)[0]
+        wrong = model(
+            input_ids=torch.tensor([TASK]), attention_mask=torch.ones(1, ctx.cached_tokens + len(TASK), dtype=torch.long),
+            cache=pcw.context_cache(model, ctx), use_cache=True,
+        ).logits[0]
+    assert ctx.cached_tokens > ctx.max_window_length
+    # the random tiny model is weakly position-sensitive (~5e-4); numerical noise is ~1e-6
+    assert (right - wrong).abs().max() > 1e-4
+
+
 class _Tok:
     def decode(self, ids, skip_special_tokens=True):
         return " ".join(str(i) for i in ids)
