@@ -59,7 +59,7 @@ class TransformersBackend:
     Thread safety: calls are serialised with a lock (one forward pass at a time).
     """
 
-    capabilities = Capabilities(score=True, constrained_decoding=True, pcw=False, tool_calling=False)
+    capabilities = Capabilities(score=True, constrained_decoding=True, pcw=True, tool_calling=False)
 
     def __init__(
         self,
@@ -341,6 +341,136 @@ class TransformersBackend:
         with self._lock:
             self._prompt_cache.clear()
             self._gen_cache = (None, None)
+
+    # ------------------------------------------------ parallel context windows
+    # Thin wrappers over llm_backends.pcw (Ratner et al., ACL 2023); see that module.
+    def pcw_context(self, windows: Sequence[str], *, bos_id: int | None | str = "auto") -> Any:
+        """Encode context windows once for Parallel Context Windows; re-use the result for many tasks.
+
+        Args:
+            windows: the windows' texts (each non-empty), e.g. few-shot examples split B ways.
+            bos_id: the shared first token of every window (kept once); ``"auto"`` = the
+                tokenizer's BOS (SmolLM2: ``<|im_start|>``), ``None`` = no shared token.
+
+        Returns:
+            A :class:`llm_backends.pcw.PCWContext`.
+
+        Raises:
+            BackendError: no window, an empty window, or one longer than the model's context.
+        """
+        from llm_backends import pcw
+
+        if bos_id == "auto":
+            bos_id = self.tokenizer.bos_token_id
+        ids = [self.encode(w) for w in windows]
+        with self._lock, self._torch.inference_mode():
+            return pcw.encode_windows(self.model, ids, bos_id=bos_id, max_context=self.max_context)
+
+    def pcw_generate(self, ctx: Any, task: str, *, max_new_tokens: int = 128, stop: Sequence[str] = ()) -> str:
+        """Greedy continuation of ``task`` attending to every window of ``ctx`` (nothing re-encoded).
+
+        Raises:
+            BackendError: empty task, or longest window + task + max_new_tokens beyond the context.
+        """
+        from llm_backends import pcw
+
+        task_ids = self.encode(task)
+        if not task_ids:
+            raise BackendError("empty prompt")
+        with self._lock, self._torch.inference_mode():
+            return pcw.greedy_generate(
+                self.model, self.tokenizer, ctx, task_ids, max_new_tokens=max_new_tokens,
+                eos_ids=self._eos_ids, stop=stop, max_context=self.max_context,
+            )
+
+    def pcw_classify(
+        self,
+        ctx: Any,
+        task: str,
+        labels: Sequence[str],
+        *,
+        content_free: Sequence[str] | None = None,
+        ensemble: bool = False,
+        ensemble_weights: Sequence[float] | None = None,
+        top_first: int | None = None,
+    ) -> Any:
+        """Restricted-label classification of ``task`` on the windows of ``ctx``.
+
+        Each label (a continuation of ``task``, e.g. ``" card arrival\n"``) is scored by
+        its log-probability; only tokens that continue a valid label (a token trie over
+        the labels) are read.
+
+        Args:
+            ctx: from :meth:`pcw_context`.
+            task: the task text after the windows (e.g. ``"Question: ...\nIntent:"``).
+            labels: the closed label set (distinct, each at least one token).
+            content_free: task texts with the content removed (e.g. the task with the
+                question replaced by ``"N/A"``): apply contextual calibration (Zhao et al., 2021).
+            ensemble: score each window alone and combine (parallel ensemble,
+                Yang et al., 2023) instead of PCW.
+            ensemble_weights: per-window weights of the ensemble (default uniform).
+            top_first: score only the labels under the ``top_first`` most probable valid
+                first tokens (others get probability 0); ``None`` scores all exactly.
+
+        Returns:
+            :class:`llm_backends.pcw.LabelScores`.
+
+        Raises:
+            BackendError: empty task or label set, repeated labels, or too long for the context.
+        """
+        from llm_backends import pcw
+
+        task_ids = self.encode(task)
+        if not task_ids:
+            raise BackendError("empty prompt")
+        if not labels:
+            raise BackendError("no labels to classify into")
+        trie = pcw.LabelTrie([self.encode(lab) for lab in labels])
+        need = ctx.max_window_length + len(task_ids) + trie.max_depth
+        if need > self.max_context:
+            raise BackendError(f"longest window + task + label need {need} positions; the model has {self.max_context}")
+        cf = [self.encode(t) for t in content_free] if content_free else None
+        if cf is not None and any(not t for t in cf):
+            raise BackendError("a content-free task encodes to no tokens")
+        with self._lock, self._torch.inference_mode():
+            if ensemble:
+                return pcw.ensemble_classify(
+                    self.model, ctx, task_ids, labels, trie, weights=ensemble_weights, content_free_tasks=cf,
+                    top_first=top_first,
+                )
+            return pcw.classify(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf, top_first=top_first)
+
+    def pcw_classify_batch(
+        self,
+        ctx: Any,
+        tasks: Sequence[str],
+        labels: Sequence[str],
+        *,
+        content_free: Sequence[str] | None = None,
+        top_first: int | None = None,
+    ) -> list[Any]:
+        """:meth:`pcw_classify` for many tasks on the same windows, packed into two forward passes.
+
+        Returns:
+            One :class:`llm_backends.pcw.LabelScores` per task.
+
+        Raises:
+            BackendError: no task, an empty task or label set, or too long for the context.
+        """
+        from llm_backends import pcw
+
+        if not labels:
+            raise BackendError("no labels to classify into")
+        task_ids = [self.encode(t) for t in tasks]
+        if not task_ids or any(not t for t in task_ids):
+            raise BackendError("empty prompt")
+        trie = pcw.LabelTrie([self.encode(lab) for lab in labels])
+        need = ctx.max_window_length + max(len(t) for t in task_ids) + trie.max_depth
+        if need > self.max_context:
+            raise BackendError(f"longest window + task + label need {need} positions; the model has {self.max_context}")
+        cf = [self.encode(t) for t in content_free] if content_free else None
+        with self._lock, self._torch.inference_mode():
+            return pcw.classify_batch(self.model, ctx, task_ids, labels, trie, content_free_tasks=cf, top_first=top_first)
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.name!r}, device={self.device!r}, loaded_from={self.loaded_from!r})"

@@ -27,6 +27,14 @@ app = typer.Typer(
 )
 
 ModelOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model alias, .gguf file or model folder.")
+PCWOpt = typer.Option(
+    None,
+    "--pcw-windows",
+    min=1,
+    help="Parallel Context Windows for the expert choice: pack the routing examples into B windows "
+    "once they exceed one window (--pcw-window-tokens).",
+)
+PCWTokensOpt = typer.Option(1024, "--pcw-window-tokens", min=1, help="One PCW window's token budget.")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -45,9 +53,33 @@ def _errors() -> Iterator[None]:
         _fail(str(exc))
 
 
-def _system(model: str) -> Any:
+class _LazyRouter:
+    """An LLMRouter with options, built on first use (a bad question is refused before the model loads)."""
+
+    def __init__(self, backend: Any, **options: Any) -> None:
+        self._backend, self._options, self._router = backend, options, None
+
+    def _get(self) -> Any:
+        if self._router is None:
+            from router.llm_router import LLMRouter
+
+            self._router = LLMRouter(self._backend(), **self._options)
+        return self._router
+
+    def route(self, question: str, registry: Any) -> Any:
+        return self._get().route(question, registry)
+
+    def repair_args(self, *args: Any, **kwargs: Any) -> Any:
+        return self._get().repair_args(*args, **kwargs)
+
+
+def _system(model: str, pcw_windows: int | None = None, pcw_window_tokens: int = 1024) -> Any:
     from mrkl.system import MRKL
 
+    if pcw_windows and pcw_windows > 1:
+        router = _LazyRouter(lambda: system.backend, pcw_windows=pcw_windows, pcw_window_tokens=pcw_window_tokens)
+        system = MRKL(model=model, router=router)
+        return system
     return MRKL(model=model)
 
 
@@ -61,10 +93,12 @@ def ask(
     trace: bool = typer.Option(False, "--trace", "-t", help="Print the trace: decision, arguments, results, timings."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer and its trace as JSON."),
     model: str = ModelOpt,
+    pcw_windows: Optional[int] = PCWOpt,
+    pcw_window_tokens: int = PCWTokensOpt,
 ) -> None:
     """Answer a question with the experts (or the language model as fallback)."""
     with _errors():
-        answer = _system(model).ask(question)
+        answer = _system(model, pcw_windows, pcw_window_tokens).ask(question)
     if as_json:
         _dump(answer.to_dict())
         return
@@ -80,15 +114,19 @@ def route(
     question: str = typer.Argument(..., help="The question to route (nothing is run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
     model: str = ModelOpt,
+    pcw_windows: Optional[int] = PCWOpt,
+    pcw_window_tokens: int = PCWTokensOpt,
 ) -> None:
     """Show the router's decision (expert, arguments, confidence) without running anything."""
     with _errors():
-        decision = _system(model).route(question)
+        decision = _system(model, pcw_windows, pcw_window_tokens).route(question)
     if as_json:
         _dump(decision.to_dict())
         return
     typer.echo(f"expert: {decision.expert or 'none (fallback to the language model)'}")
     typer.echo(f"confidence: {decision.confidence:.3f}")
+    if decision.pcw_windows:
+        typer.echo(f"pcw windows: {decision.pcw_windows}")
     if decision.args is not None:
         typer.echo(f"args: {json.dumps(decision.args, ensure_ascii=False)}")
     if decision.error:

@@ -51,6 +51,8 @@ class RouteDecision:
         shortlist: the experts a first stage kept for the second, best first, as
             ``(name, score)`` (cosine similarity for the embedding shortlist); empty when none.
         notes: remarks on how the decision was made (e.g. a stage that was unavailable).
+        timings: stage → seconds (``"choose_expert"``, ``"extract_args"``).
+        pcw_windows: parallel context windows the expert choice used (0: an ordinary prompt).
     """
 
     question: str
@@ -66,6 +68,7 @@ class RouteDecision:
     timings: dict[str, float] = field(default_factory=dict)
     shortlist: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pcw_windows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -88,6 +91,7 @@ class RouteDecision:
             "timings": dict(self.timings),
             "shortlist": [list(a) for a in self.shortlist],
             "notes": list(self.notes),
+            "pcw_windows": self.pcw_windows,
         }
 
 
@@ -178,6 +182,8 @@ class Trace:
                 )
             for note in d.notes:
                 lines.append(f"  note: {note}")
+            if d.pcw_windows:
+                lines.append(f"  expert choice over {d.pcw_windows} parallel context windows")
             for i, a in enumerate(d.attempts, 1):
                 lines.append(f"  attempt {i}: {a.get('raw', '')!r}" + (f" -> {a['error']}" if a.get("error") else ""))
             if d.error:

@@ -204,6 +204,13 @@ class LLMRouter:
         ground_optional: with ``per_field``, keep an optional argument only when its value
             is grounded in the question (never an invented optional value).
         copy_bonus: logit bonus toward question spans in constrained decoding (0: off).
+        pcw_windows: B ≥ 2 turns on Parallel Context Windows for the expert choice
+            (:mod:`router.pcw`): once all routing examples exceed ``pcw_window_tokens``,
+            they are packed into B windows balanced by token length and the options are
+            scored by restricted-label classification over them (calibrated unless
+            ``pcw_calibrate`` is False); the decision's ``pcw_windows`` reports B (0 when
+            the ordinary recipe ran). Needs a backend with PCW; others keep the ordinary recipe.
+        pcw_window_tokens: one window's token budget (the threshold for PCW).
 
     On SmolLM2-135M the direct recipe (score each name after one prompt) prefers
     "none" for almost every question; the channel recipe routes far better (see the
@@ -227,6 +234,9 @@ class LLMRouter:
         per_field: bool = False,
         ground_optional: bool = False,
         copy_bonus: float = 4.0,
+        pcw_windows: int | None = None,
+        pcw_window_tokens: int = 1024,
+        pcw_calibrate: bool = True,
     ) -> None:
         from router.arguments import ConstrainedArguments, supports_constrained
 
@@ -256,6 +266,15 @@ class LLMRouter:
         self.repair = repair
         self.choice_template = choice_template or _load_prompt("route_choice.j2")
         self.args_template = args_template or _load_prompt("route_args.j2")
+        if pcw_windows is not None and pcw_windows < 1:
+            raise ValueError(f"pcw_windows must be at least 1, got {pcw_windows}")
+        self.pcw_windows = pcw_windows
+        self.pcw = None
+        if pcw_windows and pcw_windows > 1:
+            from router.pcw import PCWExpertChooser
+
+            self.pcw = PCWExpertChooser(backend, pcw_windows, window_tokens=pcw_window_tokens, calibrate=pcw_calibrate)
+        self.last_pcw_windows = 0
 
     # ------------------------------------------------------------ prompts
     @staticmethod
@@ -360,6 +379,13 @@ class LLMRouter:
         if self.choice == "generate":
             chosen = self.generated_choice(question, experts)[0] or NONE
             return {n: 0.0 if n == chosen else UNCHOSEN_SCORE for n in names}
+        self.last_pcw_windows = 0
+        if self.pcw is not None:  # Parallel Context Windows over all routing examples (router/pcw.py)
+            options = [(e.name, [ex.question for ex in e.examples]) for e in experts] + [(NONE, self.none_examples)]
+            pcw_choice = self.pcw.choose(question, options)
+            if pcw_choice is not None:
+                self.last_pcw_windows = pcw_choice.num_windows
+                return pcw_choice.scores
         if self.choice == "direct":
             raw = self.backend.score(self.choice_prompt(question, experts), [" " + n for n in names])
             return dict(zip(names, raw))
@@ -484,6 +510,7 @@ class LLMRouter:
             return decision
         decision.timings["choose_expert"] = time.perf_counter() - t0
         decision.scores = scores
+        decision.pcw_windows = self.last_pcw_windows
         ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
         top_name, top_p = ranked[0]
         decision.confidence = top_p
