@@ -4,7 +4,8 @@ For each variant, side by side in one run on this machine:
 
 * parameters and sequential depth (attention + FFN sub-blocks that run one after another);
 * decode ms/token at batch 1 (KV cache, after a 64-token prompt) and prefill tokens/s
-  (256-token prompt), medians of ``--repeats`` runs, plus the ratio to the parent;
+  (256-token prompt), medians of ``--repeats`` rounds that measure every variant in turn
+  (so changing load from other processes hits all variants alike), plus the ratio to the parent;
 * fused: every run of attention-free FFNs fused except its last FFN (fusing the last is
   costly; ``--whole-runs-k`` also shows whole runs fused);
 * perplexity and KL to the parent on held-out text (self-generated + project docs,
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decode-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/mrkl-ffn-fusion-bench", help="folder for the saved variants")
+    ap.add_argument("--speed-only", action="store_true", help="only parameters, depth, decode and prefill speed")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -162,16 +164,29 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator().manual_seed(0)
     prompt_decode = torch.randint(0, 49152, (1, 64), generator=g)
     prompt_prefill = torch.randint(0, 49152, (1, 256), generator=g)
+    # speed: round-robin over the variants, so load from other processes hits all of them alike
+    dec: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    pre: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    for r in range(args.repeats):
+        _log(f"speed round {r + 1}/{args.repeats}")
+        for label, model, _ in variants:
+            dec[label].append(decode_ms(model, prompt_decode, args.decode_tokens, 1))
+            pre[label].append(prefill_tps(model, prompt_prefill, 1))
     rows = []
     for label, model, _ in variants:
+        if args.speed_only:
+            rows.append({"variant": label, "params_M": model.num_parameters() / 1e6, "layers": len(model.layers),
+                         "depth": model.sequential_depth(), "decode_ms": statistics.median(dec[label]),
+                         "prefill_tps": statistics.median(pre[label])})
+            continue
         _log(f"measuring {label}")
         row = {
             "variant": label,
             "params_M": model.num_parameters() / 1e6,
             "layers": len(model.layers),
             "depth": model.sequential_depth(),
-            "decode_ms": decode_ms(model, prompt_decode, args.decode_tokens, args.repeats),
-            "prefill_tps": prefill_tps(model, prompt_prefill, args.repeats),
+            "decode_ms": statistics.median(dec[label]),
+            "prefill_tps": statistics.median(pre[label]),
             "ppl_selfgen": perplexity(model, held_gen),
             "ppl_docs": perplexity(model, held_docs),
             "kl": 0.0 if model is parent else kl_to_parent(model, parent, torch.cat([held_gen, held_docs])),
@@ -200,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{base['decode_ms'] / r['decode_ms']:.2f}",
             f"{r['prefill_tps']:.0f}",
             f"{r['prefill_tps'] / base['prefill_tps']:.2f}",
-            f"{r['ppl_selfgen']:.2f}",
-            f"{r['ppl_docs']:.2f}",
-            f"{r['kl']:.3f}",
+            f"{r.get('ppl_selfgen', float('nan')):.2f}",
+            f"{r.get('ppl_docs', float('nan')):.2f}",
+            f"{r.get('kl', float('nan')):.3f}",
             f"{r.get('q_routed', float('nan')):.0%}",
             f"{r.get('q_answered', float('nan')):.0%}",
         )
