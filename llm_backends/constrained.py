@@ -77,8 +77,9 @@ class JSONSchemaConstraint:
         tokenizer: the model's Hugging Face fast tokenizer.
         schema: a JSON schema (dict). ``additionalProperties`` is set to false on every
             object that does not say otherwise, so no unknown key can be written; JSON
-            whitespace is fixed (llguidance ``whitespace_flexible: false``), so a small
-            model cannot run out its budget on newlines inside an array.
+            whitespace is fixed to ``", "`` and ``": "`` (llguidance ``whitespace_flexible:
+            false``; the separators of the router's few-shot examples), so a small model
+            cannot run out its budget on newlines inside an array.
         leading_space: the value may start with one space (so a prompt can end in
             ``"key":`` and the model keeps its usual ``' "'`` / ``' 1'`` tokens).
         bias: optional extra hook applied after the mask (e.g. :class:`CopyBias`); it
@@ -111,7 +112,8 @@ class JSONSchemaConstraint:
         self.tokenizer = tokenizer
         self.schema = close_objects(schema)
         if isinstance(self.schema, dict):  # JSON whitespace only where the separators put it
-            self.schema = {**self.schema, "x-guidance": {"whitespace_flexible": False, **self.schema.get("x-guidance", {})}}
+            fixed = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+            self.schema = {**self.schema, "x-guidance": {**fixed, **self.schema.get("x-guidance", {})}}
         self.bias = bias
         self._ll = ll_tokenizer(tokenizer)
         end = (" (" + " | ".join(json.dumps(t) for t in terminators) + ")") if terminators else ""

@@ -120,17 +120,16 @@ def test_constrained_decoding_is_valid_json_even_from_a_garbage_model(smollm2):
 
     prompt = "Book 3 nights in Lisbon, double room, for Ana (34).\nArguments (JSON):"
     gen = torch.Generator().manual_seed(0)
-    for noise in (0.0, 50.0):  # 50: logits swamped by noise, i.e. a model that emits garbage
-        hook = JSONSchemaConstraint(smollm2.tokenizer, NESTED)
+    noise = 50.0  # logits swamped by noise: a model that emits garbage
+    hook = JSONSchemaConstraint(smollm2.tokenizer, NESTED)
 
-        def noisy(ids, logits, hook=hook, noise=noise):
-            return hook(ids, logits + noise * torch.randn(logits.shape, generator=gen))
+    def noisy(ids, logits):
+        return hook(ids, logits + noise * torch.randn(logits.shape, generator=gen))
 
-        text = smollm2.generate(prompt, max_new_tokens=200, logits_hook=noisy)
-        if hook.accepted:
-            assert _valid_nested(json.loads(text))
-        else:  # budget ran out mid-value: the router reports it, never returns broken JSON
-            assert noise > 0
+    text = smollm2.generate(prompt, max_new_tokens=80, logits_hook=noisy)
+    # every prefix the mask allowed is valid: complete → schema-valid JSON; cut by the
+    # budget → not accepted (the router then reports "not complete", never broken JSON)
+    assert _valid_nested(json.loads(text)) if hook.accepted else text.lstrip().startswith("{")
 
 
 @pytest.mark.slow
