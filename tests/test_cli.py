@@ -74,5 +74,6 @@ def test_ask_json_end_to_end_through_the_console_script():
     # the default two-stage router takes the calculator's own parse of the question
     assert data["trace"]["decision"]["args"] == {"expression": "what is fifty seven plus three?"}
     assert data["trace"]["decision"]["raw_output"] == "(expert's symbolic parser)"
-    assert [n for n, _ in data["trace"]["decision"]["shortlist"]] == ["calculator", "database"]
+    shortlist = [n for n, _ in data["trace"]["decision"]["shortlist"]]
+    assert shortlist[0] == "calculator" and len(shortlist) == 3  # k = 3 of the built-in experts
     assert data["trace"]["steps"][0]["result"] == "60"

@@ -75,7 +75,7 @@ def test_default_two_stage_system_answers_with_shortlist_and_stage_timings(defau
     assert answer.expert == "calculator" and answer.value == 60
     assert d.args == {"expression": "what is fifty seven plus three?"}  # the calculator's own parser
     assert d.raw_output == "(expert's symbolic parser)"
-    assert [n for n, _ in d.shortlist] == ["calculator", "database"]
+    assert [n for n, _ in d.shortlist][0] == "calculator" and len(d.shortlist) == 3  # k = 3 of the built-in experts
     assert {"embedding_shortlist", "choose_expert", "extract_args"} <= set(d.timings)
     answer = default_system.ask("How many albums does Led Zeppelin have?")
     assert answer.expert == "database" and answer.value == 14, answer.trace.format()
