@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", default=str(ROOT / "examples" / "questions.txt"))
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--choice", choices=("channel", "direct", "generate"), default="channel", help="the router's expert choice (generate: the model writes the name, as for backends without score)")
+    ap.add_argument("--router", choices=("two-stage", "llm"), default="two-stage", help="two-stage: MRKL's default (embedding shortlist, then the LLM router); llm: the LLM router over every expert")
     ap.add_argument("--json", dest="json_out", help="also write every row and the summary as JSON")
     args = ap.parse_args(argv)
 
@@ -52,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_questions(args.file)
     from llm_backends.transformers_backend import TransformersBackend
 
-    from router import LLMRouter
+    from router import LLMRouter, TwoStageRouter
 
     backend = TransformersBackend(args.model)
-    system = MRKL(backend=backend, router=LLMRouter(backend, choice=args.choice))
+    llm_router = LLMRouter(backend, choice=args.choice)
+    router = TwoStageRouter(llm_router) if args.router == "two-stage" else llm_router
+    system = MRKL(backend=backend, router=router)
     # questions that are verbatim routing examples are flagged: they measure recall, not generalisation
     seen = {ex.question.strip().lower() for e in system.registry for ex in e.examples}
     rows = []
