@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     calib = build_calibration(parent, tok, progress=_log)
     _log("calibration: " + calib.describe())
     win = calib.train[: args.windows]
-    held = calib.heldout[: args.eval_windows]
     held_gen = calib.heldout_of("self_generated")[: args.eval_windows]
     held_docs = calib.heldout_of("project_docs")[: args.eval_windows]
     fit = calib.train[args.windows : args.windows + 16]  # as `mrkl compress analyze`: shares its cached scores

@@ -622,7 +622,7 @@ def label_logprobs_batch(
             sub = LabelTrie([trie.label_ids[i] for i in keep])
         subs.append((keep, sub))
     # pass 2: every task's trie nodes
-    offsets, rows, node_ids, node_pos = [], [], [], []
+    offsets, node_ids, node_pos = [], [], []
     for q, (_keep, sub) in enumerate(subs):
         offsets.append(len(node_ids))
         for _p, tok, d in sub.nodes:

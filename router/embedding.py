@@ -402,7 +402,6 @@ class EmbeddingRouter:
         from router.llm_router import DEFAULT_NONE_EXAMPLES
 
         experts = list(experts)
-        by_name = {e.name: e for e in experts}
         items: list[tuple[str, str | None, tuple[Expert, ...], str | None]] = []  # q, label, candidates, leave-out owner
         for item in labelled:
             if isinstance(item, LabelledQuestion):

@@ -178,6 +178,25 @@ class _Option:
     summary: str
 
 
+
+#: ``raw_output`` of a decision whose arguments came from the expert's own symbolic parser
+SYMBOLIC_RAW = "(expert's symbolic parser)"
+
+
+def symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
+    """The expert's own parse of ``question``, validated against its ``Args``.
+
+    Returns:
+        The arguments as JSON-ready values, or None when the expert has no parser, the
+        parser does not understand the question, or its output fails validation.
+    """
+    try:
+        raw = expert.symbolic_args(question)
+        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
+        return None
+
+
 class LLMRouter:
     """Route a question to an expert (or none) and extract its arguments with a language model.
 
@@ -488,12 +507,16 @@ class LLMRouter:
         """Re-ask for arguments, showing the previous output and what was wrong with it (one attempt)."""
         return self.extract_args(question, expert, previous=previous, error=error)
 
-    def route(self, question: str, registry: ExpertRegistry) -> RouteDecision:
+    def route(self, question: str, registry: ExpertRegistry, *, symbolic_first: bool = False) -> RouteDecision:
         """Choose an expert (or none) and extract validated arguments.
 
         Args:
             question: a non-empty question.
             registry: the experts to choose from.
+            symbolic_first: try the chosen expert's own parser
+                (:meth:`~mrkl.Expert.symbolic_args`) before decoding; when it understands
+                the question its validated arguments are used as they are
+                (``raw_output`` :data:`SYMBOLIC_RAW`), and nothing is decoded.
 
         Returns:
             A :class:`RouteDecision`. ``expert`` is None when no expert fits; ``error``
@@ -528,11 +551,16 @@ class LLMRouter:
         decision.reason = ("the expert the model named" if written else "highest-scoring expert") + written
         expert = registry.get(best)
         t1 = time.perf_counter()
-        args, raw, err = self.extract_args(question, expert)
-        decision.attempts.append({"raw": raw, "error": err})
-        if err is not None and self.repair:
-            args, raw, err = self.repair_args(question, expert, raw, err)
+        symbolic = symbolic_args(expert, question) if symbolic_first else None
+        if symbolic is not None:
+            args, raw, err = symbolic, SYMBOLIC_RAW, None
+            decision.attempts.append({"raw": raw, "error": None})
+        else:
+            args, raw, err = self.extract_args(question, expert)
             decision.attempts.append({"raw": raw, "error": err})
+            if err is not None and self.repair:
+                args, raw, err = self.repair_args(question, expert, raw, err)
+                decision.attempts.append({"raw": raw, "error": err})
         decision.timings["extract_args"] = time.perf_counter() - t1
         decision.raw_output = raw
         decision.args = args

@@ -41,7 +41,6 @@ def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], questi
         return 0.0
     if args is None:
         return 1.0
-    used: list[float] = []
     bad = 0
     for k in req:
         if k not in args or not grounded_in(args[k], question, name=k, used_numbers=None):

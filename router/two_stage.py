@@ -22,28 +22,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llm_backends.errors import BackendError
 from mrkl.expert import Expert
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
-from router.embedding import NONE, EmbeddingRouter
+from router.embedding import EmbeddingRouter
+from router.llm_router import LLMRouter
 
 __all__ = ["TwoStageRouter", "DEFAULT_SHORTLIST_K"]
 
 DEFAULT_SHORTLIST_K = 3
-
-
-#: ``raw_output`` of a decision whose arguments came from the expert's own symbolic parser
-SYMBOLIC_RAW = "(expert's symbolic parser)"
-
-
-def _symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
-    """The expert's own parse of the question, validated; None when it has none or it fails."""
-    try:
-        raw = expert.symbolic_args(question)
-        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
-    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
-        return None
 
 
 class TwoStageRouter:
@@ -104,53 +91,14 @@ class TwoStageRouter:
     def _second_stage(self, question: str, sub: ExpertRegistry) -> RouteDecision:
         """The LLM router's expert choice among ``sub``; arguments from the expert's own parser when it has them.
 
-        With ``symbolic_first`` and an LLM router that has ``choose`` and ``extract_args``, the
-        chosen expert's :meth:`~mrkl.Expert.symbolic_args` go first (exact, and no decoding);
-        otherwise, or when the parser does not understand the question, the LLM router decodes
-        the arguments (one repair). Without ``symbolic_first`` it is ``llm.route``.
+        With ``symbolic_first`` and an :class:`LLMRouter`, the chosen expert's
+        :meth:`~mrkl.Expert.symbolic_args` go first (exact, and no decoding); otherwise, or
+        when the parser does not understand the question, the LLM router decodes the
+        arguments (one repair). Any other second stage is asked ``route(question, sub)``.
         """
-        llm = self.llm
-        if not (self.symbolic_first and hasattr(llm, "choose") and hasattr(llm, "extract_args")):
-            return llm.route(question, sub)
-        experts = list(sub)
-        decision = RouteDecision(question=question, expert=None)
-        t0 = time.perf_counter()
-        try:
-            best, scores, probs = llm.choose(question, experts)
-        except BackendError as exc:
-            decision.error = f"expert choice failed: {exc}"
-            decision.timings["choose_expert"] = time.perf_counter() - t0
-            return decision
-        decision.timings["choose_expert"] = time.perf_counter() - t0
-        decision.scores = scores
-        ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
-        top_name, top_p = ranked[0]
-        decision.confidence = top_p
-        decision.alternatives = [(n, p) for n, p in ranked if n != (best or NONE)]
-        if best is None:
-            decision.reason = (
-                "the router chose none"
-                if top_name == NONE
-                else f"confidence {top_p:.2f} below {getattr(llm, 'min_confidence', 0.0)}"
-            )
-            return decision
-        decision.expert = best
-        decision.reason = "highest-scoring expert"
-        expert = sub.get(best)
-        t1 = time.perf_counter()
-        symbolic = _symbolic_args(expert, question)
-        if symbolic is not None:
-            args, raw, err = symbolic, SYMBOLIC_RAW, None
-            decision.attempts.append({"raw": raw, "error": None})
-        else:
-            args, raw, err = llm.extract_args(question, expert)
-            decision.attempts.append({"raw": raw, "error": err})
-            if err is not None and getattr(llm, "repair", True):
-                args, raw, err = llm.repair_args(question, expert, raw, err)
-                decision.attempts.append({"raw": raw, "error": err})
-        decision.timings["extract_args"] = time.perf_counter() - t1
-        decision.raw_output, decision.args, decision.error = raw, args, err
-        return decision
+        if isinstance(self.llm, LLMRouter):
+            return self.llm.route(question, sub, symbolic_first=self.symbolic_first)
+        return self.llm.route(question, sub)
 
     def _maybe_fit(self, experts: list[Expert]) -> None:
         if not self.auto_fit:
