@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
@@ -87,7 +88,11 @@ def _dump(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
-@app.command()
+# a question may start with "-" ("-5 + 3"): unknown option-like words are taken as the question
+_QUESTION_CONTEXT = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_QUESTION_CONTEXT)
 def ask(
     question: str = typer.Argument(..., help="The question, in plain English."),
     trace: bool = typer.Option(False, "--trace", "-t", help="Print the trace: decision, arguments, results, timings."),
@@ -109,7 +114,7 @@ def ask(
         typer.echo(answer.trace.format())
 
 
-@app.command()
+@app.command(context_settings=_QUESTION_CONTEXT)
 def route(
     question: str = typer.Argument(..., help="The question to route (nothing is run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
@@ -188,6 +193,10 @@ def eval_bfcl(
     for b in baseline:
         if b not in ("naive", "constrained"):
             _fail(f"unknown baseline {b!r}; choose naive or constrained", 2)
+    for c in category:  # a missing file is reported before the model loads
+        qfile = Path(data) / f"BFCL_v4_{CATEGORIES[c]}.json"
+        if not qfile.is_file():
+            _fail(f"no BFCL file {qfile}")
     with _errors():
         from llm_backends.transformers_backend import TransformersBackend
 

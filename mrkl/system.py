@@ -17,6 +17,7 @@ trace says why.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any, Iterable
 
@@ -42,6 +43,27 @@ def default_registry(*, load_plugins: bool = True) -> ExpertRegistry:
     if load_plugins:
         registry.load_plugins()
     return registry
+
+
+
+def _without_repeats(text: str) -> str:
+    """``text`` with every sentence that repeats an earlier one dropped (lines kept apart).
+
+    A small model answering alone can loop ("A cat is a cat. A cat is a cat. ...") until
+    its token budget ends; the repeats carry nothing, so only first occurrences are kept.
+    """
+    seen: set[str] = set()
+    lines: list[str] = []
+    for line in text.strip().splitlines():
+        kept: list[str] = []
+        for sentence in re.split(r"(?<=[.!?])\s+", line.strip()):
+            key = " ".join(sentence.lower().split())
+            if key and key not in seen:
+                seen.add(key)
+                kept.append(sentence)
+        if kept:
+            lines.append(" ".join(kept))
+    return "\n".join(lines)
 
 
 class MRKL:
@@ -215,6 +237,10 @@ class MRKL:
                 reason = f"could not extract valid arguments for '{decision.expert}': {decision.error}"
         if answer is None:
             answer = self._fallback(q, trace, reason)
+            if decision.expert is not None and decision.ok:
+                # the expert ran and refused or failed: say so before the model's own answer
+                shown = reason if len(reason) <= 300 else reason[:297] + "..."
+                answer.text = f"({shown}; the language model answered instead)\n{answer.text}"
         trace.timings["total"] = time.perf_counter() - t_start
         return answer
 
@@ -304,6 +330,7 @@ class MRKL:
                 max_new_tokens=self.fallback_max_tokens,
             )
             step.raw_output = text
+            text = _without_repeats(text)
             step.result_text = text
             if not text.strip():
                 text = "I could not find an answer to that."

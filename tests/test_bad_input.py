@@ -37,6 +37,7 @@ def test_hostile_expression_is_refused_then_falls_back(expression, message):
     errors = [s.error for s in answer.trace.steps if s.error]
     assert errors and message in errors[0].lower(), errors
     assert "expert 'calculator' failed" in answer.trace.fallback_reason
+    assert answer.text.startswith("(expert 'calculator' failed: ") and answer.text.endswith("\nI can't compute that.")
 
 
 def test_unknown_table_is_repaired_with_the_list_of_tables():
@@ -54,8 +55,9 @@ def test_unknown_column_twice_ends_in_the_fallback_with_the_reason():
     bad = 'table": "Customer", "where": {"Nation": "Brazil"}}'
     backend = ScriptedBackend(card_scorer("database"), outputs=[bad, bad], chat_reply="no idea")
     answer = _system(backend).ask("which customers live in Brazil?")
-    assert answer.expert == FALLBACK and answer.text == "no idea"
+    assert answer.expert == FALLBACK and answer.text.endswith("the language model answered instead)\nno idea")
     assert "unknown column 'Nation'" in answer.trace.fallback_reason
+    assert "unknown column 'Nation'" in answer.text  # the user sees why the expert did not answer
     assert "Country" in answer.trace.steps[0].error  # the error lists the real columns
 
 
@@ -89,3 +91,12 @@ def test_garbage_arguments_are_rescued_by_the_calculators_own_parser():
     answer = _system(backend).ask("what is 2 plus 2?")
     assert answer.expert == "calculator" and answer.value == 4
     assert answer.trace.steps[-1].raw_output == "(expert's symbolic parser)"
+
+
+def test_a_looping_fallback_answer_keeps_each_sentence_once():
+    looping = "A cat is a cat. " * 20 + "\nCats purr.\nCats purr."
+    backend = ScriptedBackend(card_scorer("none"), chat_reply=looping)
+    answer = _system(backend).ask("tell me a joke about cats")
+    assert answer.expert == FALLBACK
+    assert answer.text == "A cat is a cat.\nCats purr."
+    assert answer.trace.steps[-1].raw_output == looping  # the trace keeps what the model wrote

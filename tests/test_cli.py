@@ -77,3 +77,16 @@ def test_ask_json_end_to_end_through_the_console_script():
     shortlist = [n for n, _ in data["trace"]["decision"]["shortlist"]]
     assert shortlist[0] == "calculator" and len(shortlist) == 3  # k = 3 of the built-in experts
     assert data["trace"]["steps"][0]["result"] == "60"
+
+
+def test_a_question_starting_with_a_dash_is_a_question_not_an_option():
+    # parsed as the question: it reaches model resolution (one-line error), not "No such option"
+    result = runner.invoke(app, ["ask", "-5 + 3", "--model", "no-such-model"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().startswith("error: unknown model 'no-such-model'")
+
+
+def test_missing_bfcl_data_is_reported_before_any_model_loads(tmp_path):
+    result = runner.invoke(app, ["eval", "bfcl", "--category", "simple", "--data", str(tmp_path), "--model", "no-such-model"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: no BFCL file {tmp_path / 'BFCL_v4_simple_python.json'}"

@@ -339,6 +339,9 @@ def test_hostile_sql_from_the_router_ends_in_the_fallback(writable_copy):
     evil = _raw("SELECT 1; DROP TABLE Track")
     backend = ScriptedBackend(card_scorer("sql"), outputs=[evil, evil], chat_reply="I can't do that.")
     answer = _system(backend).ask("drop the tracks table")
-    assert answer.expert == FALLBACK and answer.text == "I can't do that."
+    assert answer.expert == FALLBACK
+    # the refusal is shown before the model's own answer
+    assert answer.text.startswith("(expert 'sql' failed: refused: 2 statements")
+    assert answer.text.endswith("the language model answered instead)\nI can't do that.")
     assert "expert 'sql' failed: refused: 2 statements" in answer.trace.fallback_reason
     assert _sha256(CHINOOK_PATH) == "7651ba378ac2fcd0dfc3c66fb101f7a7eed3ba39a612ec642b96e20702061f15"
