@@ -132,10 +132,24 @@ class AnalysisResult:
     seconds: float = 0.0
 
 
-def _calibration(model, tok, progress: Progress) -> CalibrationData:
+def _scored_parent(
+    model_name: str, windows: int, fit_windows: int, progress: Progress
+) -> tuple[HeteroLlamaForCausalLM, Any, str, CalibrationData, torch.Tensor, BlockScores]:
+    """Load the parent, build its calibration text and score attention removal on it.
+
+    The first ``windows`` training windows are scored; the next ``fit_windows`` fit the
+    linear variants. ``analyze`` and ``compress`` share this, so they share the cached scores.
+
+    Returns:
+        ``(model, tokenizer, name, calibration, windows_scored, scores)``.
+    """
+    model, tok, name = load_model(model_name, progress)
     calib = build_calibration(model, tok, progress=progress)
     progress("calibration text: " + calib.describe())
-    return calib
+    win = calib.train[:windows]
+    fit = calib.train[windows : windows + fit_windows]
+    scores = attention_scores(model, win, progress, fit_windows=fit if len(fit) else None)
+    return model, tok, name, calib, win, scores
 
 
 def analyze(
@@ -166,11 +180,7 @@ def analyze(
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tok, name = load_model(model_name, progress)
-    calib = _calibration(model, tok, progress)
-    win = calib.train[:windows]
-    fit = calib.train[windows : windows + fit_windows]
-    scores = attention_scores(model, win, progress, fit_windows=fit if len(fit) else None)
+    model, tok, name, calib, win, scores = _scored_parent(model_name, windows, fit_windows, progress)
     layers = scores.lowest(remove_attention_k)
     progress(f"removing attention in layers {layers}")
     removed = remove_attention(model, layers)
@@ -254,11 +264,7 @@ def compress(
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parent, tok, name = load_model(model_name, progress)
-    calib = _calibration(parent, tok, progress)
-    win = calib.train[:windows]
-    fit = calib.train[windows : windows + fit_windows]  # as in analyze, so both share the cached scores
-    scores = attention_scores(parent, win, progress, fit_windows=fit if len(fit) else None)
+    parent, tok, name, calib, win, scores = _scored_parent(model_name, windows, fit_windows, progress)
     layers = scores.lowest(remove_attention_k)
     progress(f"removing attention in layers {layers}")
     removed = remove_attention(parent, layers)
