@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_backends.errors import BackendError, ModelNotFoundError
 from llm_backends.resolve import cache_dir
 from mrkl.errors import ExpertError
-from mrkl.expert import Expert, ExpertResult, RoutingExample
+from mrkl.expert import Expert, ExpertResult, RoutingExample, as_routing_examples
 
 __all__ = [
     "TransformersPipelineExpert",
@@ -176,9 +176,7 @@ class TransformersPipelineExpert(Expert):
             "zero-shot-classification": ZeroShotArgs,
             "question-answering": QuestionAnsweringArgs,
         }.get(self.task, TextArgs)
-        self.examples = [  # type: ignore[misc]
-            e if isinstance(e, RoutingExample) else RoutingExample(question=e[0], args=dict(e[1])) for e in examples
-        ]
+        self.examples = as_routing_examples(examples)  # type: ignore[misc]
         self.answer_template = answer_template  # type: ignore[misc]
         self._pipeline: Any = None
         self._lock = threading.Lock()
@@ -409,9 +407,7 @@ class RetrievalExpert(Expert):
             raise ValueError(f"need chunk_chars >= 50 and 0 <= chunk_overlap < chunk_chars, got {chunk_chars}, {chunk_overlap}")
         self.name = name  # type: ignore[misc]
         self.description = description  # type: ignore[misc]
-        self.examples = [  # type: ignore[misc]
-            e if isinstance(e, RoutingExample) else RoutingExample(question=e[0], args=dict(e[1])) for e in examples
-        ]
+        self.examples = as_routing_examples(examples)  # type: ignore[misc]
         self.answer_template = answer_template  # type: ignore[misc]
         self.encoder_spec = encoder
         self.globs = tuple(globs)

@@ -26,7 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mrkl.errors import ArgumentError, ExpertError
 
-__all__ = ["Expert", "ExpertResult", "RoutingExample", "FunctionExpert", "expert", "render_template"]
+__all__ = [
+    "Expert",
+    "ExpertResult",
+    "RoutingExample",
+    "FunctionExpert",
+    "expert",
+    "render_template",
+    "as_routing_examples",
+    "validated_symbolic_args",
+    "SYMBOLIC_RAW",
+]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _JINJA = ImmutableSandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
@@ -60,6 +70,11 @@ class RoutingExample:
 
     question: str
     args: dict[str, Any]
+
+
+def as_routing_examples(items: Any) -> list[RoutingExample]:
+    """``RoutingExample`` objects from examples given as such or as ``(question, args)`` pairs."""
+    return [e if isinstance(e, RoutingExample) else RoutingExample(question=e[0], args=dict(e[1])) for e in items or []]
 
 
 @dataclass
@@ -243,6 +258,24 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(summary_lines), params
 
 
+
+#: ``raw_output`` of arguments that came from the expert's own symbolic parser
+SYMBOLIC_RAW = "(expert's symbolic parser)"
+
+
+def validated_symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
+    """The expert's own parse of ``question`` (:meth:`Expert.symbolic_args`), validated.
+
+    Returns:
+        The arguments as JSON-ready values, or None when the expert has no parser, the
+        parser does not understand the question, or its output fails validation.
+    """
+    try:
+        raw = expert.symbolic_args(question)
+        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
+        return None
+
 class FunctionExpert(Expert):
     """An expert backed by a plain function; built by :func:`expert`."""
 
@@ -332,7 +365,7 @@ def expert(
         expert_name = name or f.__name__
         model_name = "".join(p.capitalize() for p in expert_name.split("_")) + "Args"
         args_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
-        exs = [e if isinstance(e, RoutingExample) else RoutingExample(question=e[0], args=dict(e[1])) for e in examples or []]
+        exs = as_routing_examples(examples)
         return FunctionExpert(
             f,
             name=expert_name,

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llm_backends.langchain_backend import message_text
 from mrkl.errors import ArgumentError, ExpertError
-from mrkl.expert import Expert, ExpertResult, RoutingExample
+from mrkl.expert import Expert, ExpertResult, RoutingExample, as_routing_examples
 
 __all__ = [
     "LangChainToolExpert",
@@ -177,9 +177,7 @@ class LangChainToolExpert(Expert):
         self.name = name or expert_name(tool.name)  # type: ignore[misc]
         self.description = (description or tool.description or "").strip()  # type: ignore[misc]
         self.Args = _tool_args_model(tool)  # type: ignore[misc]
-        self.examples = [  # type: ignore[misc]
-            e if isinstance(e, RoutingExample) else RoutingExample(question=e[0], args=dict(e[1])) for e in examples
-        ]
+        self.examples = as_routing_examples(examples)  # type: ignore[misc]
         self.answer_template = answer_template  # type: ignore[misc]
         super().__init__()
 

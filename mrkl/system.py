@@ -25,7 +25,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.errors import BackendError
 from llm_backends.resolve import DEFAULT_MODEL
 from mrkl.errors import ExpertError, InvalidQuestionError
-from mrkl.expert import Expert
+from mrkl.expert import SYMBOLIC_RAW, Expert
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import Answer, RouteDecision, Step, Trace
 
@@ -286,10 +286,11 @@ class MRKL:
         expert = self.registry.get(decision.expert)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         result, text = None, None
-        symbolic = self._symbolic_args(expert, q)
+        # the router's arguments may already be the parser's (a two-stage or embedding router)
+        symbolic = None if decision.raw_output == SYMBOLIC_RAW else self._symbolic_args(expert, q)
         if symbolic is not None:
             # the expert's own parser understood the whole question: exact, so it goes first
-            step, result, text = self._run_step(q, expert, symbolic, "(expert's symbolic parser)")
+            step, result, text = self._run_step(q, expert, symbolic, SYMBOLIC_RAW)
             trace.steps.append(step)
         if text is None and decision.ok:
             step, result, text = self._run_step(q, expert, decision.args or {}, decision.raw_output)

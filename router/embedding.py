@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mrkl.errors import ArgumentError
-from mrkl.expert import Expert
+from mrkl.expert import SYMBOLIC_RAW, Expert, validated_symbolic_args
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
 
@@ -560,15 +560,9 @@ class EmbeddingRouter:
         return decision
 
     def _arguments(self, question: str, expert: Expert) -> tuple[dict[str, Any] | None, str, str | None]:
-        try:
-            symbolic = expert.symbolic_args(question)
-        except Exception:  # noqa: BLE001 - a parser that fails is simply not used
-            symbolic = None
+        symbolic = validated_symbolic_args(expert, question)
         if symbolic is not None:
-            try:
-                return expert.parse_args(symbolic).model_dump(mode="json"), "(expert's symbolic parser)", None
-            except ArgumentError:
-                pass
+            return symbolic, SYMBOLIC_RAW, None
         if self.arg_router is not None:
             args, raw, err = self.arg_router.extract_args(question, expert)
             if err is not None and getattr(self.arg_router, "repair", True):

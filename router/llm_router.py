@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from llm_backends.base import LLMBackend
 from llm_backends.errors import BackendError
 from mrkl.errors import ArgumentError
-from mrkl.expert import Expert, render_template
+from mrkl.expert import SYMBOLIC_RAW, Expert, render_template, validated_symbolic_args
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
 
@@ -176,25 +176,6 @@ def _balanced(text: str) -> str:
 class _Option:
     name: str
     summary: str
-
-
-
-#: ``raw_output`` of a decision whose arguments came from the expert's own symbolic parser
-SYMBOLIC_RAW = "(expert's symbolic parser)"
-
-
-def symbolic_args(expert: Expert, question: str) -> dict[str, Any] | None:
-    """The expert's own parse of ``question``, validated against its ``Args``.
-
-    Returns:
-        The arguments as JSON-ready values, or None when the expert has no parser, the
-        parser does not understand the question, or its output fails validation.
-    """
-    try:
-        raw = expert.symbolic_args(question)
-        return None if raw is None else expert.parse_args(raw).model_dump(mode="json")
-    except Exception:  # noqa: BLE001 - a parser that fails is simply not used
-        return None
 
 
 class LLMRouter:
@@ -551,7 +532,7 @@ class LLMRouter:
         decision.reason = ("the expert the model named" if written else "highest-scoring expert") + written
         expert = registry.get(best)
         t1 = time.perf_counter()
-        symbolic = symbolic_args(expert, question) if symbolic_first else None
+        symbolic = validated_symbolic_args(expert, question) if symbolic_first else None
         if symbolic is not None:
             args, raw, err = symbolic, SYMBOLIC_RAW, None
             decision.attempts.append({"raw": raw, "error": None})
