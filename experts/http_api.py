@@ -475,15 +475,7 @@ class HTTPAPIExpert(Expert):
             ValueError: the file is not valid YAML/JSON or not a valid definition.
             OSError: the file cannot be read.
         """
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a definition must be a mapping, got {type(data).__name__}")
-        return cls(data, **kwargs)
+        return cls(_read_definition(Path(path)), **kwargs)
 
     # -- the symbolic parser ----------------------------------------------------------
     def symbolic_args(self, question: str) -> dict[str, Any] | None:
@@ -969,6 +961,25 @@ def _validation_text(exc: ValidationError) -> str:
     )
 
 
+
+def _read_definition(path: Path) -> dict[str, Any]:
+    """The mapping in a ``.json`` file, or in a YAML file (any other suffix).
+
+    Raises:
+        ValueError: not valid JSON/YAML, or not a mapping (the message names the file).
+        OSError: the file cannot be read.
+    """
+    text = path.read_text(encoding="utf-8")
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not valid {'JSON' if is_json else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a definition must be a mapping, got {type(data).__name__}")
+    return data
+
+
 def load_http_experts(directory: str | Path | None = None, **kwargs: Any) -> list[HTTPAPIExpert]:
     """Every HTTP API expert defined in ``directory`` (``*.yaml``, ``*.yml``, ``*.json``), sorted by file name.
 
@@ -986,14 +997,7 @@ def load_http_experts(directory: str | Path | None = None, **kwargs: Any) -> lis
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in (".yaml", ".yml", ".json"):
             continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.suffix.lower() == ".json" else yaml.safe_load(
-                path.read_text(encoding="utf-8")
-            )
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: not a valid definition file: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a definition must be a mapping")
+        data = _read_definition(path)
         name = data.get("name")
         try:
             out.append(HTTPAPIExpert(data, base_urls=base_urls_by_name.get(name), **kwargs))
