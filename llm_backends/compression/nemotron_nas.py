@@ -16,7 +16,13 @@ This is the layout of NVIDIA's Llama-Nemotron checkpoints, served by vLLM
 ``nemotron_nas`` does not implement ``replace_with_linear``**: export models with
 no-op or GQA attention / no-op or SwiGLU FFNs only, if vLLM is the target. mrkl's
 own provenance (which parent layers a fused FFN replaces) sits in the extra key
-``mrkl_compression``; other readers ignore it. No ``auto_map`` / remote code is
+``mrkl_compression``; other readers ignore it.
+
+A SwiGLU width the format cannot express (not a multiple of 256, e.g. Puzzle's 1152 or 384
+for SmolLM2) is written zero-padded to the next multiple of 256: the extra channels have
+zero gate, up and down weights, so they add ``silu(0)·0 = 0`` and the function is unchanged
+for every reader; ``mrkl_compression.intermediate_sizes`` keeps the true widths, and
+:func:`load_nemotron_nas` trims the padding off again. No ``auto_map`` / remote code is
 written, so plain ``transformers`` cannot load the folder; mrkl's
 ``TransformersBackend`` loads it with :func:`load_nemotron_nas`.
 """
@@ -98,10 +104,38 @@ def validate_nemotron_nas_config(config: dict[str, Any]) -> None:
         raise ValueError("invalid Nemotron-NAS config: " + "; ".join(errors))
 
 
+def _padded_width(width: int) -> int:
+    return width if width % 256 == 0 else width + 256 - width % 256
+
+
+def _stored_block(b: BlockConfig) -> BlockConfig:
+    """``b`` with its SwiGLU width padded to what the format can express."""
+    if b.ffn.kind != "swiglu" or b.ffn.intermediate_size % 256 == 0:
+        return b
+    return BlockConfig(b.attention, FFNConfig("swiglu", _padded_width(b.ffn.intermediate_size), b.ffn.fused_from))
+
+
+def _padded_state(model: HeteroLlamaForCausalLM) -> dict[str, torch.Tensor]:
+    """The state dict with every SwiGLU zero-padded to a multiple of 256 channels."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if "rotary_emb" not in k}
+    for i, b in enumerate(model.block_configs):
+        if b.ffn.kind != "swiglu" or b.ffn.intermediate_size % 256 == 0:
+            continue
+        extra = _padded_width(b.ffn.intermediate_size) - b.ffn.intermediate_size
+        pre = f"model.layers.{i}.mlp."
+        for name in ("gate_proj", "up_proj"):
+            w = state[pre + name + ".weight"]
+            state[pre + name + ".weight"] = torch.cat([w, w.new_zeros(extra, w.shape[1])]).contiguous()
+        w = state[pre + "down_proj.weight"]
+        state[pre + "down_proj.weight"] = torch.cat([w, w.new_zeros(w.shape[0], extra)], dim=1).contiguous()
+    return state
+
+
 def _config_dict(model: HeteroLlamaForCausalLM, extra: dict[str, Any] | None) -> dict[str, Any]:
     cfg = model.config.to_dict()
     hidden, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
-    blocks = model.block_configs
+    true_blocks = model.block_configs
+    blocks = [_stored_block(b) for b in true_blocks]
     cfg.update(
         architectures=[ARCHITECTURE],
         model_type=MODEL_TYPE,
@@ -118,6 +152,8 @@ def _config_dict(model: HeteroLlamaForCausalLM, extra: dict[str, Any] | None) ->
         "fused_from": [list(b.ffn.fused_from) if b.ffn.fused_from else None for b in blocks],
         **(extra or {}),
     }
+    if blocks != true_blocks:
+        cfg["mrkl_compression"]["intermediate_sizes"] = [b.ffn.intermediate_size for b in true_blocks]
     return cfg
 
 
@@ -139,7 +175,6 @@ def save_nemotron_nas(
         The folder path.
 
     Raises:
-        ValueError: a block the format cannot express (an FFN width that no ``ffn_mult`` gives).
         OSError: the folder cannot be written.
     """
     from safetensors.torch import save_file
@@ -148,7 +183,7 @@ def save_nemotron_nas(
     cfg = _config_dict(model, extra)
     validate_nemotron_nas_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if "rotary_emb" not in k}
+    state = _padded_state(model)
     if model.tied:
         state.pop("lm_head.weight", None)
     tmp = out / (WEIGHTS + ".tmp")
@@ -161,6 +196,24 @@ def save_nemotron_nas(
     gen = {"bos_token_id": model.config.bos_token_id, "eos_token_id": eos, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     return out
+
+
+def _trim_padding(
+    blocks: list[BlockConfig], state: dict[str, torch.Tensor], sizes: list[Any]
+) -> tuple[list[BlockConfig], dict[str, torch.Tensor]]:
+    """Undo :func:`_padded_state` where the padded channels are all zero (otherwise keep them)."""
+    out = list(blocks)
+    for i, (b, w) in enumerate(zip(blocks, sizes)):
+        if b.ffn.kind != "swiglu" or not isinstance(w, int) or not 0 < w < b.ffn.intermediate_size:
+            continue
+        pre = f"model.layers.{i}.mlp."
+        g, u, d = state[pre + "gate_proj.weight"], state[pre + "up_proj.weight"], state[pre + "down_proj.weight"]
+        if g[w:].any() or u[w:].any() or d[:, w:].any():
+            continue
+        state[pre + "gate_proj.weight"], state[pre + "up_proj.weight"] = g[:w].contiguous(), u[:w].contiguous()
+        state[pre + "down_proj.weight"] = d[:, :w].contiguous()
+        out[i] = BlockConfig(b.attention, FFNConfig("swiglu", w, b.ffn.fused_from))
+    return out, state
 
 
 def load_nemotron_nas(
@@ -227,6 +280,11 @@ def load_nemotron_nas(
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise ValueError(f"weight {k} has shape {tuple(state[k].shape)}, block_configs need {tuple(v.shape)}")
+    true_sizes = (cfg.get("mrkl_compression") or {}).get("intermediate_sizes")
+    if isinstance(true_sizes, list) and len(true_sizes) == len(blocks):
+        blocks, state = _trim_padding(blocks, state, true_sizes)
+        with torch.device("meta"):
+            model = HeteroLlamaForCausalLM(config, blocks)
     tied = model.tied
     model.load_state_dict(state, strict=False, assign=True)
     if tied:
