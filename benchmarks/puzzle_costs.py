@@ -5,7 +5,8 @@ Measures a :class:`llm_backends.compression.costs.CostTable` for the real model
 routing-sized prompt, parameter bytes, KV bytes per token), then builds a few
 architectures and prints, for each, the latency the table predicts
 (``overhead + Σ per-layer costs``) beside the latency measured on the whole model
-(:func:`measure_model_latency`, same procedure).  Weights of replaced blocks are
+(same procedure as :func:`measure_model_latency`, timed in the same interleaved
+rounds as the table's stacks so that both see the same machine load).  Weights of replaced blocks are
 random: only shapes matter for time.
 
 Architectures: the parent; 10 no-op attentions (layers 10-19) plus FFN 768 in
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from llm_backends.compression.costs import measure_costs, measure_model_latency
+    from llm_backends.compression.costs import measure_costs
     from llm_backends.compression.pipeline import load_model
 
     torch.set_num_threads(args.threads)
@@ -78,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         prefill=not args.no_prefill,
     )
+    archs = _architectures(model)
     t0 = time.time()
-    table = measure_costs(model, progress=True, **timing)
+    # the architectures are timed in the same interleaved rounds as the table's stacks
+    table = measure_costs(model, progress=True, reference_models=archs, **timing)
     print(f"cost table of {name}: {time.time() - t0:.0f} s ({table.settings['dtype']}, {args.threads} thread(s))")
     if args.save:
         print("saved", table.save(args.save))
@@ -93,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(f"{'architecture':>32} {'decode pred':>11} {'meas':>8} {'err %':>6} {'prefill pred':>12} {'meas':>8} {'err %':>6}")
-    for label, m in _architectures(model).items():
+    for label, m in archs.items():
         pred = table.predict(m.block_configs)
-        meas = measure_model_latency(m, **timing)
+        meas = table.settings["reference_latency"][label]
         de = 100 * (pred["decode_ms"] - meas["decode_ms"]) / meas["decode_ms"]
         pe = 100 * (pred["prefill_ms"] - meas["prefill_ms"]) / meas["prefill_ms"] if not args.no_prefill else float("nan")
         print(

@@ -212,3 +212,10 @@ def test_measure_model_latency_restores_threads_and_leaves_model_alone(tiny):
     assert torch.get_num_threads() == before
     measure_costs(tiny, [AttentionConfig("linear")], [FFNConfig("linear")], **FAST)
     assert all(torch.equal(state[k], v) for k, v in tiny.state_dict().items())
+
+
+def test_reference_models_timed_with_the_table(tiny):
+    t = measure_costs(tiny, [AttentionConfig("linear")], [FFNConfig("linear")], reference_models={"mixed": _mixed(tiny)}, **FAST)
+    ref = t.settings["reference_latency"]
+    assert set(ref) == {"mixed"} and ref["mixed"]["decode_ms"] > 0 and ref["mixed"]["prefill_ms"] > 0
+    assert "r:mixed" not in t.settings["raw_per_layer_ms"] and set(t.attention) == {"linear", "noop"}

@@ -474,6 +474,7 @@ def measure_costs(
     stack_layers: int | None = None,
     prefill: bool = True,
     progress: bool = False,
+    reference_models: Mapping[str, HeteroLlamaForCausalLM] | None = None,
 ) -> CostTable:
     """Measure a :class:`CostTable` for ``model``'s family on this machine (Puzzle, §4.2 costs).
 
@@ -487,6 +488,10 @@ def measure_costs(
         stack_layers: layers of each timing stack (default: the model's layer count, so
             cache and memory traffic resemble the real model's).
         progress: show a tqdm bar.
+        reference_models: whole models to time in the same interleaved rounds as the
+            stacks (as :func:`measure_model_latency` would), so that predicted and measured
+            latency see the same machine load; their results go to
+            ``settings["reference_latency"]`` ``{name: {"decode_ms", "prefill_ms"}}``.
 
     Returns:
         :class:`CostTable`; latencies in ms, sizes in bytes of the model's dtype.  With
@@ -522,6 +527,8 @@ def measure_costs(
     for f in ffn:
         if f.kind != "no_op":
             stacks["f:" + ffn_key(f)] = _stack(model, BlockConfig(noop_a, f), layers)
+    for name, m in (reference_models or {}).items():
+        stacks["r:" + str(name)] = m
     with _threads(threads) as n_threads:
         timed = _time_models(
             stacks,
@@ -537,7 +544,7 @@ def measure_costs(
     base = timed["base"]
     raw: dict[str, dict[str, float]] = {}
     for name, t in timed.items():
-        if name == "base":
+        if name == "base" or name.startswith("r:"):
             continue
         per_layer = {k: (t[k] - base[k]) / layers if prefill or k == "decode_ms" else 0.0 for k in _LATENCIES}
         raw[name] = per_layer
@@ -566,6 +573,7 @@ def measure_costs(
         "hidden_size": cfg.hidden_size,
         "num_attention_heads": cfg.num_attention_heads,
         "num_hidden_layers": len(model.layers),
+        "reference_latency": {n[2:]: t for n, t in timed.items() if n.startswith("r:")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return CostTable(a_cost, f_cost, overhead, settings)
