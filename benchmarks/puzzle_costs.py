@@ -15,7 +15,7 @@ linear FFN.
 
     OMP_NUM_THREADS=1 python benchmarks/puzzle_costs.py [--model smollm2-135m-instruct] [--threads 1]
         [--context 512] [--prompt-tokens 700] [--repeats 20] [--prefill-repeats 3] [--rounds 3]
-        [--save costs.json] [--no-prefill]
+        [--save costs.json] [--no-prefill] [--keep-denormals]
 
 Not run by CI (real model, minutes of timing).  On a machine shared with other
 jobs the absolute numbers drift; the table and the models are timed in one run.
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefill-repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-prefill", action="store_true")
+    ap.add_argument("--keep-denormals", action="store_true", help="time without torch.set_flush_denormal(True)")
     ap.add_argument("--save", default=None, help="write the cost table (JSON) here")
     args = ap.parse_args(argv)
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         prefill_repeats=args.prefill_repeats,
         rounds=args.rounds,
         prefill=not args.no_prefill,
+        flush_denormal=not args.keep_denormals,
     )
     archs = _architectures(model)
     t0 = time.time()

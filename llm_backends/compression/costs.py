@@ -283,16 +283,19 @@ def _structural(model: HeteroLlamaForCausalLM, att: Sequence[AttentionConfig], f
 
 # ------------------------------------------------------------------ timing
 @contextlib.contextmanager
-def _threads(n: int | None):
+def _threads(n: int | None, flush_denormal: bool = True):
     old = torch.get_num_threads()
     if n is not None:
-        if n < 1:
-            raise ValueError(f"threads must be >= 1, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {n!r}")
         torch.set_num_threads(n)
+    flushed = bool(flush_denormal) and torch.set_flush_denormal(True)
     try:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(old)
+        if flushed:
+            torch.set_flush_denormal(False)
 
 
 def _random_cache(model: HeteroLlamaForCausalLM, context: int, dtype: torch.dtype, device: torch.device) -> HeteroCache:
@@ -409,6 +412,7 @@ def measure_model_latency(
     warmup: int = 3,
     rounds: int = 3,
     prefill: bool = True,
+    flush_denormal: bool = True,
 ) -> dict[str, float]:
     """Measured whole-model latency, the same way :func:`measure_costs` times its stacks.
 
@@ -422,6 +426,10 @@ def measure_model_latency(
         repeats / prefill_repeats: timed calls per round; warmup: untimed calls first.
         rounds: the result is the minimum over rounds of each round's median.
         prefill: also time prefill (else ``prefill_ms`` is NaN).
+        flush_denormal: time with ``torch.set_flush_denormal(True)`` (turned off again
+            afterwards).  Subnormal floats (e.g. softmax/SiLU underflow) make x86 CPUs
+            slow and erratic: SmolLM2-135M decode measured 60 or 92 ms per token
+            depending on them; with flushing the figures are stable and additive.
 
     Returns:
         ``{"decode_ms": ms per token at batch 1, "prefill_ms": ms per prompt at batch 1}``.
@@ -430,7 +438,7 @@ def measure_model_latency(
         ValueError: non-positive counts, or a context/prompt longer than the model's positions.
     """
     _check_timing_args(context, prompt_tokens, repeats, prefill_repeats, warmup, rounds)
-    with _threads(threads):
+    with _threads(threads, flush_denormal):
         out = _time_models(
             {"model": model},
             context=context,
@@ -475,6 +483,7 @@ def measure_costs(
     prefill: bool = True,
     progress: bool = False,
     reference_models: Mapping[str, HeteroLlamaForCausalLM] | None = None,
+    flush_denormal: bool = True,
 ) -> CostTable:
     """Measure a :class:`CostTable` for ``model``'s family on this machine (Puzzle, §4.2 costs).
 
@@ -483,8 +492,8 @@ def measure_costs(
             ``lm_head`` are used (its layers are not timed themselves).
         attention_variants / ffn_variants: the variants to measure (default
             :func:`default_variants`); no-op is always added.
-        context, prompt_tokens, threads, repeats, prefill_repeats, warmup, rounds, prefill:
-            as :func:`measure_model_latency`.
+        context, prompt_tokens, threads, repeats, prefill_repeats, warmup, rounds, prefill,
+        flush_denormal: as :func:`measure_model_latency`.
         stack_layers: layers of each timing stack (default: the model's layer count, so
             cache and memory traffic resemble the real model's).
         progress: show a tqdm bar.
@@ -529,7 +538,7 @@ def measure_costs(
             stacks["f:" + ffn_key(f)] = _stack(model, BlockConfig(noop_a, f), layers)
     for name, m in (reference_models or {}).items():
         stacks["r:" + str(name)] = m
-    with _threads(threads) as n_threads:
+    with _threads(threads, flush_denormal) as n_threads:
         timed = _time_models(
             stacks,
             context=context,
@@ -568,6 +577,7 @@ def measure_costs(
         "rounds": rounds,
         "stack_layers": layers,
         "prefill": prefill,
+        "flush_denormal": bool(flush_denormal),
         "statistic": "min over rounds of the median of repeats; per-layer = (stack - all-no-op stack) / stack_layers",
         "raw_per_layer_ms": raw,
         "hidden_size": cfg.hidden_size,
