@@ -76,7 +76,9 @@ def test_table_has_every_variant_and_sane_costs(table):
                 assert all(v == 0 for v in c.values())
             else:
                 assert c["param_bytes"] > 0
-    assert table.overhead["decode_ms"] > 0 and table.overhead["prefill_ms"] > 0
+    # latency overhead = parent stack minus its parts: >= 0 (clamped), its size is timing noise here
+    assert table.overhead["decode_ms"] >= 0 and table.overhead["prefill_ms"] >= 0
+    assert table.settings["partner_block"] == "gqa2+swiglu256" and table.settings["flush_denormal"] is True
     assert table.overhead["kv_bytes_per_token"] == 0
     s = table.settings
     assert s["threads"] == 1 and s["context"] == 8 and s["prompt_tokens"] == 6 and s["dtype"] == "float32"
@@ -218,4 +220,18 @@ def test_reference_models_timed_with_the_table(tiny):
     t = measure_costs(tiny, [AttentionConfig("linear")], [FFNConfig("linear")], reference_models={"mixed": _mixed(tiny)}, **FAST)
     ref = t.settings["reference_latency"]
     assert set(ref) == {"mixed"} and ref["mixed"]["decode_ms"] > 0 and ref["mixed"]["prefill_ms"] > 0
-    assert "r:mixed" not in t.settings["raw_per_layer_ms"] and set(t.attention) == {"linear", "noop"}
+    assert "r:mixed" not in t.settings["raw_per_layer_ms"] and set(t.attention) == {"gqa2", "linear", "noop"}
+
+
+def test_isolated_mode_overhead_is_the_all_noop_stack(tiny):
+    t = measure_costs(tiny, [AttentionConfig("linear")], [FFNConfig("linear")], in_parent_context=False, **FAST)
+    assert t.settings["partner_block"] == "noop+noop" and t.settings["in_parent_context"] is False
+    assert t.overhead["decode_ms"] > 0 and t.overhead["prefill_ms"] > 0
+    assert set(t.attention) == {"linear", "noop"} and set(t.ffn) == {"linear", "noop"}
+
+
+def test_partner_block_always_measured(tiny):
+    t = measure_costs(tiny, [AttentionConfig("linear")], [FFNConfig("linear")], **FAST)
+    raw = t.settings["raw_per_layer_ms"]
+    assert set(raw) == {"a:gqa2", "a:linear", "a:noop", "f:swiglu256", "f:linear", "f:noop"}
+    assert "gqa2" in t.attention and "swiglu256" in t.ffn  # the partner is always measured

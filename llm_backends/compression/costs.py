@@ -12,11 +12,13 @@ each distinct :class:`AttentionConfig` / :class:`FFNConfig` is measured once:
   for GQA, 0 for linear / no-op.
 
 Latencies are measured *in context*: a :class:`HeteroLlamaForCausalLM` whose
-``stack_layers`` layers are all that variant (the other sub-block no-op), minus the
-same stack with every sub-block no-op, divided by ``stack_layers``.  The all-no-op
-stack itself is the fixed ``overhead`` (embedding lookup, per-layer loop, final
-norm, ``lm_head``), so a model's predicted latency is
-``overhead + Σ_layers (attention cost + FFN cost)`` (:meth:`CostTable.predict`).
+``stack_layers`` layers all have that variant beside the parent's other sub-block
+(an attention variant with the parent FFN, an FFN variant with the parent
+attention), minus the same stack with the variant replaced by a no-op, divided by
+``stack_layers``.  The fixed ``overhead`` (embedding lookup, per-layer loop, final
+norm, ``lm_head``) is the parent stack minus its per-layer costs, so a model's
+predicted latency is ``overhead + Σ_layers (attention cost + FFN cost)``
+(:meth:`CostTable.predict`), exact for the parent stack by construction.
 Each latency is the minimum over ``rounds`` of the median of ``repeats`` timed
 calls after ``warmup`` untimed ones, with a fixed thread count, under
 ``torch.inference_mode``; the stacks are timed interleaved round by round so that
@@ -484,6 +486,7 @@ def measure_costs(
     progress: bool = False,
     reference_models: Mapping[str, HeteroLlamaForCausalLM] | None = None,
     flush_denormal: bool = True,
+    in_parent_context: bool = True,
 ) -> CostTable:
     """Measure a :class:`CostTable` for ``model``'s family on this machine (Puzzle, §4.2 costs).
 
@@ -497,6 +500,13 @@ def measure_costs(
         stack_layers: layers of each timing stack (default: the model's layer count, so
             cache and memory traffic resemble the real model's).
         progress: show a tqdm bar.
+        in_parent_context: time each attention variant in layers whose FFN is the parent's
+            (config ``intermediate_size``) and each FFN variant beside the parent's attention
+            (config KV heads), subtracting the same stack with that sub-block no-op; the
+            overhead is then the parent stack minus its per-layer costs.  This keeps the
+            caches and memory traffic of the real model (prefill underpredicted the parent
+            by ~20% when every variant was timed beside a no-op).  ``False``: time each
+            variant beside a no-op and take the all-no-op stack as the overhead.
         reference_models: whole models to time in the same interleaved rounds as the
             stacks (as :func:`measure_model_latency` would), so that predicted and measured
             latency see the same machine load; their results go to
@@ -526,16 +536,40 @@ def measure_costs(
     for a in att:
         if a.kind == "gqa" and n_heads % a.n_kv_heads:
             raise ValueError(f"attention variant gqa{a.n_kv_heads}: KV heads must divide the {n_heads} query heads")
-    a_cost, f_cost, overhead, itemsize = _structural(model, att, ffn)
 
     noop_a, noop_f = AttentionConfig("no_op"), FFNConfig("no_op")
-    stacks = {"base": _stack(model, BlockConfig(noop_a, noop_f), layers)}
+    if in_parent_context:
+        partner = BlockConfig(
+            AttentionConfig("gqa", getattr(model.config, "num_key_value_heads", None) or n_heads),
+            FFNConfig("swiglu", model.config.intermediate_size),
+        )
+    else:
+        partner = BlockConfig(noop_a, noop_f)
+    pa, pf = attention_key(partner.attention), ffn_key(partner.ffn)
+    if pa not in {attention_key(a) for a in att}:
+        att.append(partner.attention)
+    if pf not in {ffn_key(f) for f in ffn}:
+        ffn.append(partner.ffn)
+    a_cost, f_cost, overhead, itemsize = _structural(model, att, ffn)
+    # one stack of the partner block; every variant stack borrows the partner's other sub-block
+    partner_stack = _stack(model, partner, layers)
+    stacks: dict[str, HeteroLlamaForCausalLM] = {"partner": partner_stack}
     for a in att:
-        if a.kind != "no_op":
-            stacks["a:" + attention_key(a)] = _stack(model, BlockConfig(a, noop_f), layers)
+        if attention_key(a) == pa:
+            continue
+        m = _stack(model, BlockConfig(a, noop_f), layers)
+        for mine, theirs in zip(m.layers, partner_stack.layers):
+            if theirs.mlp is not None:
+                mine.post_attention_layernorm, mine.mlp = theirs.post_attention_layernorm, theirs.mlp
+        stacks["a:" + attention_key(a)] = m
     for f in ffn:
-        if f.kind != "no_op":
-            stacks["f:" + ffn_key(f)] = _stack(model, BlockConfig(noop_a, f), layers)
+        if ffn_key(f) == pf:
+            continue
+        m = _stack(model, BlockConfig(noop_a, f), layers)
+        for mine, theirs in zip(m.layers, partner_stack.layers):
+            if theirs.self_attn is not None:
+                mine.input_layernorm, mine.self_attn = theirs.input_layernorm, theirs.self_attn
+        stacks["f:" + ffn_key(f)] = m
     for name, m in (reference_models or {}).items():
         stacks["r:" + str(name)] = m
     with _threads(threads, flush_denormal) as n_threads:
@@ -550,18 +584,23 @@ def measure_costs(
             prefill=prefill,
             progress=progress,
         )
-    base = timed["base"]
+    timed["a:" + pa] = timed["f:" + pf] = timed["partner"]
+    keys = _LATENCIES if prefill else ("decode_ms",)
     raw: dict[str, dict[str, float]] = {}
-    for name, t in timed.items():
-        if name == "base" or name.startswith("r:"):
-            continue
-        per_layer = {k: (t[k] - base[k]) / layers if prefill or k == "decode_ms" else 0.0 for k in _LATENCIES}
-        raw[name] = per_layer
-        table = a_cost if name.startswith("a:") else f_cost
-        table[name[2:]].update({k: max(0.0, v) for k, v in per_layer.items()})
+    for prefix, table, noop_name in (("a:", a_cost, "a:noop"), ("f:", f_cost, "f:noop")):
+        for key in table:
+            t, t0 = timed[prefix + key], timed[noop_name]
+            per_layer = {k: (t[k] - t0[k]) / layers if k in keys else 0.0 for k in _LATENCIES}
+            raw[prefix + key] = per_layer
+            table[key].update({k: max(0.0, v) for k, v in per_layer.items()})
     for table in (a_cost, f_cost):
         table["noop"].update({"decode_ms": 0.0, "prefill_ms": 0.0})
-    overhead.update({"decode_ms": base["decode_ms"], "prefill_ms": base["prefill_ms"] if prefill else 0.0})
+    for k in _LATENCIES:
+        if k in keys:
+            inner = layers * (a_cost[pa][k] + f_cost[pf][k])
+            overhead[k] = max(0.0, timed["partner"][k] - inner)
+        else:
+            overhead[k] = 0.0
     cfg = model.config
     settings = {
         "threads": n_threads,
@@ -578,7 +617,10 @@ def measure_costs(
         "stack_layers": layers,
         "prefill": prefill,
         "flush_denormal": bool(flush_denormal),
-        "statistic": "min over rounds of the median of repeats; per-layer = (stack - all-no-op stack) / stack_layers",
+        "in_parent_context": bool(in_parent_context),
+        "partner_block": partner.describe(),
+        "statistic": "min over rounds of the median of repeats; per-layer = (stack with the variant - stack with "
+        "that sub-block no-op) / stack_layers, the other sub-block being partner_block",
         "raw_per_layer_ms": raw,
         "hidden_size": cfg.hidden_size,
         "num_attention_heads": cfg.num_attention_heads,
