@@ -15,7 +15,7 @@ linear FFN.
 
     OMP_NUM_THREADS=1 python benchmarks/puzzle_costs.py [--model smollm2-135m-instruct] [--threads 1]
         [--context 512] [--prompt-tokens 700] [--repeats 20] [--prefill-repeats 3] [--rounds 3]
-        [--save costs.json] [--no-prefill] [--keep-denormals]
+        [--save costs.json] [--no-prefill] [--keep-denormals] [--isolated]
 
 Not run by CI (real model, minutes of timing).  On a machine shared with other
 jobs the absolute numbers drift; the table and the models are timed in one run.
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefill-repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-prefill", action="store_true")
+    ap.add_argument("--isolated", action="store_true", help="time variants beside a no-op, not the parent's other sub-block")
     ap.add_argument("--keep-denormals", action="store_true", help="time without torch.set_flush_denormal(True)")
     ap.add_argument("--save", default=None, help="write the cost table (JSON) here")
     args = ap.parse_args(argv)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     archs = _architectures(model)
     t0 = time.time()
     # the architectures are timed in the same interleaved rounds as the table's stacks
-    table = measure_costs(model, progress=True, reference_models=archs, **timing)
+    table = measure_costs(model, progress=True, reference_models=archs, in_parent_context=not args.isolated, **timing)
     print(f"cost table of {name}: {time.time() - t0:.0f} s ({table.settings['dtype']}, {args.threads} thread(s))")
     if args.save:
         print("saved", table.save(args.save))
@@ -97,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{v['kv_bytes_per_token']:11.0f}"
         )
     print()
-    print(f"{'architecture':>32} {'decode pred':>11} {'meas':>8} {'err %':>6} {'prefill pred':>12} {'meas':>8} {'err %':>6}")
+    print(
+        f"{'architecture':>32} {'decode pred':>11} {'meas':>8} {'err %':>6} {'speedup pred':>12} {'meas':>6} "
+        f"{'prefill pred':>12} {'meas':>8} {'err %':>6}"
+    )
+    parent_pred = table.predict(model.block_configs)["decode_ms"]
+    parent_meas = table.settings["reference_latency"]["parent"]["decode_ms"]
     for label, m in archs.items():
         pred = table.predict(m.block_configs)
         meas = table.settings["reference_latency"][label]
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         pe = 100 * (pred["prefill_ms"] - meas["prefill_ms"]) / meas["prefill_ms"] if not args.no_prefill else float("nan")
         print(
             f"{label:>32} {pred['decode_ms']:11.2f} {meas['decode_ms']:8.2f} {de:+6.1f} "
+            f"{parent_pred / pred['decode_ms']:12.2f} {parent_meas / meas['decode_ms']:6.2f} "
             f"{pred['prefill_ms']:12.1f} {meas['prefill_ms']:8.1f} {pe:+6.1f}"
         )
         assert pred["param_bytes"] == sum(p.numel() * p.element_size() for p in {id(p): p for p in m.parameters()}.values())

@@ -235,3 +235,21 @@ def test_partner_block_always_measured(tiny):
     raw = t.settings["raw_per_layer_ms"]
     assert set(raw) == {"a:gqa2", "a:linear", "a:noop", "f:swiglu256", "f:linear", "f:noop"}
     assert "gqa2" in t.attention and "swiglu256" in t.ffn  # the partner is always measured
+
+
+def test_group_costs_feed_the_mip(tiny, table):
+    from llm_backends.compression.mip import greedy_search, solve_mip
+
+    att = [AttentionConfig("gqa", 2), AttentionConfig("gqa", 1), AttentionConfig("no_op")]
+    ffn = [FFNConfig("swiglu", 256), FFNConfig("swiglu", 128), FFNConfig("no_op")]
+    groups = [att, ffn] * 4
+    costs = table.group_costs(groups)
+    assert set(costs) == set(BUDGET_NAMES) and all(len(costs[b]) == 8 for b in BUDGET_NAMES)
+    scores = [[0.0, 0.3, 1.0]] * 8
+    limit = table.predict(tiny.block_configs)["param_bytes"] * 0.8
+    for search in (solve_mip, greedy_search):
+        res = search(scores, costs, {"param_bytes": limit}, overhead=table.overhead)
+        blocks = [BlockConfig(groups[2 * i][res.choice[2 * i]], groups[2 * i + 1][res.choice[2 * i + 1]]) for i in range(4)]
+        built = HeteroLlamaForCausalLM(tiny.config, blocks)
+        # the search's total is what the realised architecture's tensors weigh, and within budget
+        assert res.totals["param_bytes"] == _bytes(built.parameters()) <= limit

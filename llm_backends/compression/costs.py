@@ -138,6 +138,17 @@ class CostTable:
                 rows[b].append(float(c[b]))
         return rows
 
+    def group_costs(self, groups: Sequence[Sequence[AttentionConfig | FFNConfig]]) -> dict[str, list[list[float]]]:
+        """The ``costs`` argument of :func:`~llm_backends.compression.mip.solve_mip` for ``groups``
+        (one sequence of options per (layer, sub-block) slot): ``{cost name: [[value per option] per group]}``;
+        pass ``overhead=table.overhead`` beside it.  ValueError for an unmeasured variant."""
+        out: dict[str, list[list[float]]] = {b: [] for b in BUDGET_NAMES}
+        for opts in groups:
+            rows = self.option_costs(opts)
+            for b in BUDGET_NAMES:
+                out[b].append(rows[b])
+        return out
+
     def predict(self, block_configs: Iterable[BlockConfig]) -> dict[str, float]:
         """Predicted whole-model costs: ``overhead + Σ_layers (attention + FFN)``.
 
