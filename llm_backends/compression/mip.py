@@ -334,9 +334,9 @@ def greedy_search(
 
     Rule, exactly:
 
-    1. Start in every group from its allowed option of lowest score (ties: the one of
-       lowest normalised total cost, then the lowest index) — the parent when the
-       parent's score is 0.
+    1. Start in every group from its allowed option of lowest score (ties: the lowest
+       sum of its costs over the budgeted names, then the lowest index) — the parent
+       when the parent's score is 0.
     2. Normalise budget ``b`` by ``n_b`` = the starting total of ``b`` (overhead
        included; ``|budget|`` or 1 if that is 0).  The *excess* of a state is
        ``E = Σ_b max(0, total_b − budget_b) / n_b`` over the budgets.
@@ -365,13 +365,13 @@ def greedy_search(
     names = list(p.budgets)
     G = len(p.scores)
 
-    def norm_total_cost(g: int, j: int) -> float:
+    def summed_cost(g: int, j: int) -> float:
         return sum(p.costs[b][g][j] for b in names)
 
     choice = []
     for g in range(G):
         cands = [j for j in range(p.sizes[g]) if p.allowed[g][j]]
-        choice.append(min(cands, key=lambda j: (p.scores[g][j], norm_total_cost(g, j), j)))
+        choice.append(min(cands, key=lambda j: (p.scores[g][j], summed_cost(g, j), j)))
     totals = _totals(p, choice)
     scale = {}
     for b in names:
