@@ -19,10 +19,12 @@ attention), minus the same stack with the variant replaced by a no-op, divided b
 norm, ``lm_head``) is the parent stack minus its per-layer costs, so a model's
 predicted latency is ``overhead + Σ_layers (attention cost + FFN cost)``
 (:meth:`CostTable.predict`), exact for the parent stack by construction.
-Each latency is the minimum over ``rounds`` of the median of ``repeats`` timed
-calls after ``warmup`` untimed ones, with a fixed thread count, under
-``torch.inference_mode``; the stacks are timed interleaved round by round so that
-load from other processes hits all of them alike.  Per-variant latencies are
+Each latency is the median of ``rounds × repeats`` timed calls (each round
+starts with ``warmup`` untimed ones), with a fixed thread count, under
+``torch.inference_mode``; the stacks are timed call by call round-robin, so that
+load from other processes hits all of them alike (on this shared VM the parent's
+decode time switched between ~60 and ~92 ms for minutes at a time with the load of
+other jobs; a minimum over rounds then compared models measured in different phases).  Per-variant latencies are
 clamped at 0 (a variant cannot be faster than nothing; tiny differences can come
 out negative from noise).
 """
@@ -350,12 +352,6 @@ class _Timer:
         return (time.perf_counter() - t0) * 1000.0
 
 
-def _median_ms(fn: Callable[[], float], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    return statistics.median(fn() for _ in range(repeats))
-
-
 def _check_timing_args(context: int, prompt_tokens: int, repeats: int, prefill_repeats: int, warmup: int, rounds: int):
     for name, v, lo in (
         ("context", context, 1),
@@ -381,7 +377,7 @@ def _time_models(
     prefill: bool,
     progress: bool,
 ) -> dict[str, dict[str, float]]:
-    """``{name: {"decode_ms", "prefill_ms"}}``: min over rounds of medians, models interleaved."""
+    """``{name: {"decode_ms", "prefill_ms"}}``: median of all timed calls, interleaved call by call."""
     timers = {}
     for name, m in models.items():
         max_pos = getattr(m.config, "max_position_embeddings", None)
@@ -390,28 +386,36 @@ def _time_models(
                 f"context {context} / prompt_tokens {prompt_tokens} exceed the model's {max_pos} positions"
             )
         timers[name] = _Timer(m, context, prompt_tokens)
-    best: dict[str, dict[str, float]] = {n: {"decode_ms": math.inf, "prefill_ms": math.inf} for n in models}
+    samples: dict[str, dict[str, list[float]]] = {n: {"decode_ms": [], "prefill_ms": []} for n in models}
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=rounds * len(models), desc="timing", unit="model")
+        bar = tqdm(total=rounds, desc="timing rounds", unit="round")
     with torch.inference_mode():
         for _ in range(rounds):
-            for name, t in timers.items():
-                d = _median_ms(t.decode, repeats, warmup)
-                best[name]["decode_ms"] = min(best[name]["decode_ms"], d)
-                if prefill:
-                    pf = _median_ms(t.prefill, prefill_repeats, min(warmup, 1))
-                    best[name]["prefill_ms"] = min(best[name]["prefill_ms"], pf)
-                if bar is not None:
-                    bar.update(1)
+            # warm-up, then single calls round-robin over the models, so that every model
+            # sees the same machine load and none keeps its weights hot in the caches
+            for t in timers.values():
+                for _ in range(warmup):
+                    t.decode()
+            for _ in range(repeats):
+                for name, t in timers.items():
+                    samples[name]["decode_ms"].append(t.decode())
+            if prefill:
+                for t in timers.values():
+                    for _ in range(min(warmup, 1)):
+                        t.prefill()
+                for _ in range(prefill_repeats):
+                    for name, t in timers.items():
+                        samples[name]["prefill_ms"].append(t.prefill())
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
-    if not prefill:
-        for v in best.values():
-            v["prefill_ms"] = float("nan")
-    return best
+    return {
+        n: {k: statistics.median(v) if v else float("nan") for k, v in per.items()} for n, per in samples.items()
+    }
 
 
 def measure_model_latency(
@@ -437,7 +441,7 @@ def measure_model_latency(
         threads: torch intra-op threads during the measurement (``None``: the current
             setting); restored afterwards.
         repeats / prefill_repeats: timed calls per round; warmup: untimed calls first.
-        rounds: the result is the minimum over rounds of each round's median.
+        rounds: the result is the median over all rounds' timed calls.
         prefill: also time prefill (else ``prefill_ms`` is NaN).
         flush_denormal: time with ``torch.set_flush_denormal(True)`` (turned off again
             afterwards).  Subnormal floats (e.g. softmax/SiLU underflow) make x86 CPUs
@@ -630,7 +634,7 @@ def measure_costs(
         "flush_denormal": bool(flush_denormal),
         "in_parent_context": bool(in_parent_context),
         "partner_block": partner.describe(),
-        "statistic": "min over rounds of the median of repeats; per-layer = (stack with the variant - stack with "
+        "statistic": "median of all rounds x repeats calls, round-robin over stacks; per-layer = (stack with the variant - stack with "
         "that sub-block no-op) / stack_layers, the other sub-block being partner_block",
         "raw_per_layer_ms": raw,
         "hidden_size": cfg.hidden_size,
