@@ -444,9 +444,10 @@ def measure_model_latency(
         rounds: the result is the median over all rounds' timed calls.
         prefill: also time prefill (else ``prefill_ms`` is NaN).
         flush_denormal: time with ``torch.set_flush_denormal(True)`` (turned off again
-            afterwards).  Subnormal floats (e.g. softmax/SiLU underflow) make x86 CPUs
-            slow and erratic: SmolLM2-135M decode measured 60 or 92 ms per token
-            depending on them; with flushing the figures are stable and additive.
+            afterwards).  Subnormal floats (e.g. softmax/SiLU underflow on the random
+            KV cache) are slow on x86 CPUs; flushing keeps the timing independent of the
+            values.  (A 60-vs-92 ms swing first blamed on them was machine load: see the
+            module docstring.)
 
     Returns:
         ``{"decode_ms": ms per token at batch 1, "prefill_ms": ms per prompt at batch 1}``.
