@@ -1,4 +1,4 @@
-"""Model compression: heterogeneous Llama blocks, Nemotron-NAS export, attention removal, FFN Fusion.
+"""Model compression: heterogeneous Llama blocks, Nemotron-NAS export, attention removal, FFN Fusion, Puzzle.
 
 * :mod:`.blocks` — per-layer :class:`BlockConfig` (attention GQA/linear/no-op, FFN SwiGLU/linear/no-op, fused FFN).
 * :mod:`.model` — :class:`HeteroLlamaForCausalLM`, built from any HF Llama with :func:`from_hf_llama`.
@@ -8,6 +8,9 @@
 * :mod:`.scoring` — replace-one-block scoring (KL to the parent) and attention removal (Puzzle, §4).
 * :mod:`.fusion` — FFN Fusion (Bercovich et al., 2025): dependency matrix, run selection, fusion.
 * :mod:`.distill` — short global distillation against the parent.
+* :mod:`.library` — Puzzle's block library (§3.1): cheaper attention / FFN variants initialised from the parent.
+* :mod:`.bld` — blockwise local distillation of the library (§3.2), parallel and resumable.
+* :mod:`.puzzle` — replace-one-block scores of the library, realise, search, and ``mrkl compress puzzle``'s pipeline.
 * :mod:`.mip` — Puzzle's search (§4.2): :func:`solve_mip` (scipy ``milp``/HiGHS) and the :func:`greedy_search` baseline.
 * :mod:`.costs` — measured per-variant costs (:class:`CostTable`, :func:`measure_costs`, :func:`measure_model_latency`).
 * :mod:`.pipeline` — the steps behind ``mrkl compress analyze`` and ``mrkl compress fuse``.
