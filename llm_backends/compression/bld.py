@@ -47,6 +47,7 @@ from llm_backends.compression.library import (
     attention_name,
     build_layer_variants,
     empty_sub_block,
+    variant_config,
     ffn_name,
     parent_sub_block,
 )
@@ -418,7 +419,7 @@ class BlockLibrary:
             per: dict[str, dict[str, SubBlock]] = {"attention": {}, "ffn": {}}
             for key, state in states.items():
                 kind, name = key.split("/", 1)
-                cfg = _config_from_name(kind, name)
+                cfg = variant_config(kind, name)
                 sb = empty_sub_block(kind, cfg, layer)
                 try:
                     sb.load_state_dict(state)
@@ -432,16 +433,6 @@ class BlockLibrary:
             if jf.is_file():
                 metrics[i] = json.loads(jf.read_text())
         return cls(variants, metrics)
-
-
-def _config_from_name(kind: str, name: str) -> AttentionConfig | FFNConfig:
-    if kind == "attention":
-        if name.startswith("gqa"):
-            return AttentionConfig("gqa", int(name[3:]))
-        return AttentionConfig({"linear": "linear", "noop": "no_op"}[name])
-    if name.startswith("swiglu"):
-        return FFNConfig("swiglu", int(name[6:]))
-    return FFNConfig({"linear": "linear", "noop": "no_op"}[name])
 
 
 if __name__ == "__main__":  # worker entry point of _run_workers: a JSON list of layer jobs on stdin

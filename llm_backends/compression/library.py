@@ -50,6 +50,7 @@ __all__ = [
     "SubBlock",
     "attention_name",
     "ffn_name",
+    "variant_config",
     "init_attention_variant",
     "init_ffn_variant",
     "ffn_channel_importance",
@@ -62,6 +63,22 @@ __all__ = [
 def attention_name(cfg: AttentionConfig) -> str:
     """Short name of an attention variant: ``"gqa3"``, ``"gqa1"``, ``"linear"``, ``"noop"``."""
     return {"gqa": f"gqa{cfg.n_kv_heads}", "linear": "linear", "no_op": "noop"}[cfg.kind]
+
+
+def variant_config(kind: str, name: str) -> AttentionConfig | FFNConfig:
+    """Inverse of :func:`attention_name` (``kind="attention"``) / :func:`ffn_name` (``kind="ffn"``).
+
+    Raises:
+        ValueError: an unknown kind or name.
+    """
+    try:
+        if kind == "attention":
+            return AttentionConfig("gqa", int(name[3:])) if name.startswith("gqa") else AttentionConfig({"linear": "linear", "noop": "no_op"}[name])
+        if kind == "ffn":
+            return FFNConfig("swiglu", int(name[6:])) if name.startswith("swiglu") else FFNConfig({"linear": "linear", "noop": "no_op"}[name])
+    except (KeyError, ValueError):
+        pass
+    raise ValueError(f"unknown {kind} variant {name!r}")
 
 
 def ffn_name(cfg: FFNConfig) -> str:

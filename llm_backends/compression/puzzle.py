@@ -40,7 +40,7 @@ import torch
 from llm_backends.compression.bld import BLDSettings, BlockLibrary, _model_id, cache_parent_activations, train_library
 from llm_backends.compression.blocks import AttentionConfig, BlockConfig, FFNConfig
 from llm_backends.compression.costs import CostTable, measure_costs, measure_model_latency
-from llm_backends.compression.library import LibrarySpec, attention_name, ffn_name
+from llm_backends.compression.library import LibrarySpec, attention_name, ffn_name, variant_config
 from llm_backends.compression.mip import SearchResult, greedy_search, solve_mip
 from llm_backends.compression.model import HeteroLlamaForCausalLM
 from llm_backends.compression.scoring import ParentActivations, kl_divergence
@@ -208,8 +208,6 @@ class Budgets:
 def _search_inputs(
     parent: HeteroLlamaForCausalLM, scores: LibraryScores, costs: CostTable, budgets: Budgets, vllm_compatible: bool
 ) -> tuple[list[list[float]], dict[str, list[list[float]]], dict[str, float], dict[str, float], list[list[bool]], list[list[AttentionConfig | FFNConfig]]]:
-    from llm_backends.compression.bld import _config_from_name
-
     itemsize = next(parent.parameters()).element_size()
     options: list[list[AttentionConfig | FFNConfig]] = []
     score_rows: list[list[float]] = []
@@ -218,7 +216,7 @@ def _search_inputs(
     for row in scores.kl:
         for kind in KINDS:
             names = list(row[kind])
-            cfgs = [_config_from_name(kind, n) for n in names]
+            cfgs = [variant_config(kind, n) for n in names]
             options.append(cfgs)
             score_rows.append([row[kind][n] for n in names])
             allowed.append([not (vllm_compatible and c.kind == "linear") for c in cfgs])
