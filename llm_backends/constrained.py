@@ -169,11 +169,11 @@ def close_objects(schema: Any) -> Any:
     return out
 
 
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?![\w.]))?")
 
 
 def number_spans(text: str) -> list[str]:
-    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8"`` → ``['-3', '1500', '9.8']``."""
+    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8, 1e-9"`` → ``['-3', '1500', '9.8', '1e-9']``."""
     return [m.group().replace(",", "") for m in _NUMBER_RE.finditer(text)]
 
 
@@ -204,6 +204,9 @@ class CopyBias:
             numbers not used yet.
         first_bonus: extra bonus for the first remaining number span in the source's order
             (arguments tend to take the question's numbers in order).
+        numbers: the number spans to copy, in the source's order, as JSON number text;
+            default :func:`number_spans` of ``source`` (a caller may pass normalised
+            numbers, e.g. ``"1 million"`` read as ``"1000000"``).
 
     Call: ``bias(text_so_far, logits) -> logits`` (1-D tensor; a copy is changed).
     """
@@ -218,6 +221,7 @@ class CopyBias:
         end_ids: Sequence[int] = (),
         used_numbers: Sequence[str] = (),
         first_bonus: float = 0.0,
+        numbers: Sequence[str] | None = None,
     ) -> None:
         if mode not in ("string", "number", "json"):
             raise ValueError(f"mode must be 'string', 'number' or 'json', got {mode!r}")
@@ -227,7 +231,7 @@ class CopyBias:
         self.bonus = bonus
         self.end_ids = list(end_ids)
         self._first: dict[str, int | None] = {}
-        self.spans = number_spans(source)
+        self.spans = list(numbers) if numbers is not None else number_spans(source)
         for u in used_numbers:
             for i, sp in enumerate(self.spans):
                 if _same_number(sp, u):

@@ -53,6 +53,7 @@ __all__ = [
     "Prediction",
     "evaluate",
     "format_table",
+    "mixed_functions",
 ]
 
 CATEGORIES = {"simple": "simple_python", "multiple": "multiple", "irrelevance": "irrelevance"}
@@ -411,12 +412,14 @@ class Prediction:
             question (nothing to parse). A reply in plain text where a call was expected
             counts as not valid (``json.loads`` fails on it).
         note: why no call was made (fallback, invalid output, ...).
+        timings: seconds per stage (mrkl: ``embedding_rank``, ``argument_decoding``).
     """
 
     call: tuple[str, dict[str, Any]] | None
     raw: str = ""
     valid_json: bool | None = None
     note: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _valid(expert: Expert, args: Any) -> bool:
@@ -444,9 +447,13 @@ class MRKLSystem:
         backend: the local model (TransformersBackend).
         embedding_router: an :class:`router.embedding.EmbeddingRouter`; default a new one.
         copy_bonus: see :class:`router.arguments.ConstrainedArguments`.
+        margin_weights: the grid for the gate's margin weight μ (:class:`router.relevance.RelevanceGate`);
+            ``(0.0,)`` turns the margin term off.
     """
 
-    def __init__(self, backend: Any, embedding_router: Any = None, *, copy_bonus: float = 4.0) -> None:
+    def __init__(
+        self, backend: Any, embedding_router: Any = None, *, copy_bonus: float = 4.0, margin_weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0)
+    ) -> None:
         from router.embedding import EmbeddingRouter
         from router.llm_router import LLMRouter
         from router.relevance import RelevanceGate
@@ -454,13 +461,20 @@ class MRKLSystem:
         self.arg_router = LLMRouter(backend, constrained=True, per_field=True, ground_optional=True, copy_bonus=copy_bonus, repair=False)
         self.router = embedding_router or EmbeddingRouter()
         self.gate = RelevanceGate()
+        self.margin_weights = tuple(margin_weights)
         self.fit_report: dict[str, Any] = {}
 
     def _candidate(self, case: BFCLCase) -> tuple[list[BFCLExpert], BFCLExpert, float]:
+        exps, best, sim, _margin = self._ranked(case)
+        return exps, best, sim
+
+    def _ranked(self, case: BFCLCase) -> tuple[list[BFCLExpert], BFCLExpert, float, float]:
+        """``(experts, best, its similarity, margin over the runner-up)``; the margin is 0 with one function."""
         exps = experts_for(case.functions)
         r = self.router.rank(case.question, exps)
         best = next(e for e in exps if e.name == r.experts[0])
-        return exps, best, float(r.scores[0])
+        margin = float(r.scores[0] - r.scores[1]) if len(r.scores) > 1 else 0.0
+        return exps, best, float(r.scores[0]), margin
 
     def _arguments(self, case: BFCLCase, expert: BFCLExpert) -> tuple[dict[str, Any] | None, str, str | None]:
         _args, raw, err = self.arg_router.extract_args(case.question, expert)
@@ -471,44 +485,92 @@ class MRKLSystem:
     def calibrate(
         self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2, min_no_call: float | None = None
     ) -> dict[str, Any]:
-        """Fit the none score (λ, τ) on calibration cases (relevant: should call; irrelevant: should not).
+        """Fit the none score (λ, μ, τ) on calibration cases (relevant: should call; irrelevant: should not).
 
-        Arguments are decoded for every case whose similarity reaches ``floor`` (below it,
-        the ungrounded share is taken as 1). ``min_no_call``: see :meth:`router.relevance.RelevanceGate.fit`.
+        The irrelevant cases are used twice: as they are (one function each, as in BFCL)
+        and with the functions of the next two irrelevant cases mixed in
+        (:func:`mixed_functions`), so the margin weight μ is calibrated against questions
+        that should not call any of several functions too. Arguments are decoded for
+        every case whose similarity reaches ``floor`` (below it, the ungrounded share is
+        taken as 1). ``min_no_call``: see :meth:`router.relevance.RelevanceGate.fit`.
         """
         from router.relevance import ungrounded_share
 
         rows = []
-        for c, should in [(c, True) for c in relevant] + [(c, False) for c in irrelevant]:
+        shares: dict[tuple[str, str], float] = {}
+        for c, should in [(c, True) for c in relevant] + [(c, False) for c in irrelevant] + [(c, False) for c in mixed_functions(irrelevant)]:
             try:
-                _exps, best, sim = self._candidate(c)
+                _exps, best, sim, margin = self._ranked(c)
             except BFCLSchemaError:
                 continue
             u = 1.0
             if sim >= floor:
-                args, _raw, _err = self._arguments(c, best)
-                u = ungrounded_share(args, best.schema, c.question)
-            rows.append((sim, u, should))
-        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call)
+                key = (c.question, best.function_name)
+                if key not in shares:  # a mixed case whose best is its own function: decoded once
+                    args, _raw, _err = self._arguments(c, best)
+                    shares[key] = ungrounded_share(args, best.schema, c.question)
+                u = shares[key]
+            rows.append((sim, u, should, margin))
+        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call, margin_weights=self.margin_weights)
         return self.fit_report
 
     def predict(self, case: BFCLCase) -> Prediction:
         from router.relevance import ungrounded_share
 
-        _exps, best, sim = self._candidate(case)
-        if sim < self.gate.threshold:  # the score can only go down from here
-            return Prediction(None, "", None, f"fallback to the language model: best {best.function_name} similarity {sim:.2f} < none {self.gate.threshold:.2f}")
+        t0 = time.perf_counter()
+        _exps, best, sim, margin = self._ranked(case)
+        timings = {"embedding_rank": time.perf_counter() - t0}
+        upper = self.gate.score(sim, 0.0, margin)
+        if upper < self.gate.threshold:  # the score can only go down from here
+            return Prediction(
+                None, "", None,
+                f"fallback to the language model: best {best.function_name} similarity {sim:.2f} "
+                f"(margin {margin:.2f}) scores {upper:.2f} < none {self.gate.threshold:.2f}", timings,
+            )
+        t1 = time.perf_counter()
         args, raw, err = self._arguments(case, best)
+        timings["argument_decoding"] = time.perf_counter() - t1
+        pred = self._decide(case, best, sim, margin, args, raw, err)
+        pred.timings = timings
+        return pred
+
+    def _decide(
+        self, case: BFCLCase, best: BFCLExpert, sim: float, margin: float, args: dict[str, Any] | None, raw: str, err: str | None
+    ) -> Prediction:
+        from router.relevance import ungrounded_share
+
         u = ungrounded_share(args, best.schema, case.question)
-        if not self.gate.accepts(sim, u):
+        if not self.gate.accepts(sim, u, margin):
             return Prediction(
                 None, raw, None,
-                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u):.2f} "
-                f"(similarity {sim:.2f}, ungrounded {u:.2f}) < none {self.gate.threshold:.2f}",
+                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin):.2f} "
+                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}) < none {self.gate.threshold:.2f}",
             )
         if err is not None or args is None:
             return Prediction(None, raw, False, f"arguments failed: {err}")
         return Prediction((best.function_name, args), raw, _valid(best, args))
+
+
+def mixed_functions(cases: Sequence[BFCLCase], extra: int = 2) -> list[BFCLCase]:
+    """Each case again, with the functions of the next ``extra`` cases (cyclically) added.
+
+    For calibration: irrelevance questions come with one function each, so these mixed
+    copies are should-not-call questions with several candidates (ids end in ``+mixed``).
+    Fewer than two cases give an empty list.
+    """
+    out: list[BFCLCase] = []
+    if len(cases) < 2:
+        return out
+    for i, c in enumerate(cases):
+        funcs = list(c.functions)
+        names = {f.get("name") for f in funcs if isinstance(f, dict)}
+        for j in range(1, extra + 1):
+            for f in cases[(i + j) % len(cases)].functions:
+                if isinstance(f, dict) and f.get("name") not in names:
+                    funcs.append(f)
+                    names.add(f.get("name"))
+        out.append(BFCLCase(c.id + "+mixed", c.question, funcs, None))
+    return out
 
 
 _NAIVE_SYSTEM = (
@@ -600,6 +662,7 @@ class CaseResult:
     call: Any
     reason: str
     raw: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -616,9 +679,18 @@ class Summary:
     seconds_per_question: float
     cases: list[CaseResult] = field(default_factory=list)
 
+    def stage_p50(self) -> dict[str, float]:
+        """Median seconds of each stage over the questions that reached it (mrkl only; empty for the baselines)."""
+        stages: dict[str, list[float]] = {}
+        for c in self.cases:
+            for k, v in c.timings.items():
+                stages.setdefault(k, []).append(v)
+        return {k: statistics.median(v) for k, v in stages.items()}
+
     def row(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("cases")
+        d["stage_p50_seconds"] = self.stage_p50()
         return d
 
 
@@ -669,6 +741,7 @@ def evaluate(
     calibrate_per_category: int = 20,
     min_no_call: float | None = None,
     progress: Any = None,
+    offset: int = 0,
 ) -> list[Summary]:
     """Run each system on each category (first ``limit`` questions) on one model.
 
@@ -677,7 +750,9 @@ def evaluate(
         data_dir: the BFCL folder.
         categories: names from :data:`CATEGORIES`.
         systems: names from ``("mrkl", "naive", "constrained")``.
-        limit: questions per category (the first ones); None for all.
+        limit: questions per category (the first ones after ``offset``); None for all.
+        offset: questions skipped at the start of each category (e.g. 40 with limit 40
+            evaluates questions 40..79, a second slice to check that a change generalises).
         calibrate_per_category: calibration questions per category for mrkl's none
             threshold (taken from the end of each file, disjoint from the evaluated ones).
         min_no_call: the no-call rate on calibration irrelevance questions the none score
@@ -688,17 +763,19 @@ def evaluate(
         One :class:`Summary` per (system, category), in that order.
 
     Raises:
-        MRKLError: unknown category or system, or unreadable data.
+        MRKLError: unknown category or system, a negative offset, or unreadable data.
     """
+    if offset < 0:
+        raise MRKLError(f"offset must be 0 or more, got {offset}")
     for s in systems:
         if s not in SYSTEMS:
             raise MRKLError(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
-    data = {c: load_cases(data_dir, c)[:limit] if limit else load_cases(data_dir, c) for c in categories}
+    data = {c: load_cases(data_dir, c)[offset : offset + limit] if limit else load_cases(data_dir, c)[offset:] for c in categories}
     built: dict[str, Any] = {}
     for s in systems:
         if s == "mrkl":
             m = MRKLSystem(backend)
-            rel, irr = calibration_split(data_dir, {c: len(v) for c, v in data.items()}, calibrate_per_category)
+            rel, irr = calibration_split(data_dir, {c: offset + len(v) for c, v in data.items()}, calibrate_per_category)
             if rel and irr:
                 m.calibrate(rel, irr, min_no_call=min_no_call)
             else:
@@ -727,7 +804,7 @@ def evaluate(
                     pred.valid_json = None  # no call was the right thing: nothing to parse
                 right, strict, expert_ok, reason = score_case(case, pred)
                 results.append(
-                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300])
+                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300], dict(pred.timings))
                 )
                 if progress:
                     progress(f"{s} {case.id}: {'ok' if right else 'MISS ' + reason}")
@@ -757,4 +834,9 @@ def format_table(rows: Sequence[Summary]) -> str:
         lines.append(
             f"{r.system:<12}{r.category:<13}{r.n:>5}{r.exact:>8.1%}{r.exact_strict:>8.1%}{r.expert:>8.1%}{r.valid_json:>12.1%}{r.seconds_per_question:>12.2f}"
         )
+    stages = [(r, r.stage_p50()) for r in rows if r.stage_p50()]
+    if stages:
+        lines += ["", "stage p50 (ms): " + "; ".join(
+            f"{r.system}/{r.category} " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in p.items()) for r, p in stages
+        )]
     return "\n".join(lines)

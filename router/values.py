@@ -1,0 +1,245 @@
+"""Value normalisation for argument extraction: the numbers a question states, implied values, math expressions.
+
+A small model copies what the question writes; the question does not always write the
+value a function wants. This module reads the values a question *means*:
+
+* :func:`question_numbers` — every number the question states, in order, as JSON number
+  text: digits (``1,000,000`` → ``1000000``, ``1e-9``), digits with a scale word or a
+  currency suffix (``1 million``, ``2.5 billion``, ``$1M``, ``3bn`` → ``1000000``,
+  ``2500000000``, ...) and numbers written in English words (``zero``, ``twenty five``,
+  ``one hundred and five``, ``a dozen``; a lone ``one`` is not read as a number, as in
+  "which one", following text2num's rule for isolated small words).
+* :func:`implied_value` — a value a phrase implies for a numeric argument without
+  writing it: an *initial* velocity or speed is 0 when the question says the object
+  starts "from rest", "at rest", is "dropped" or "released" (the kinematics convention).
+* :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
+  the question (``y = 3x^2 + 2x - 1``), with its right-hand side taken when the left is a
+  lone variable or ``f(x)``, written in Python syntax (``^`` → ``**``), for a string
+  argument that asks for a function or expression (:func:`is_expression_argument`).
+
+Everything here is pure text processing (no model), deterministic and total: bad input
+(not a string, empty text) gives an empty result, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+__all__ = [
+    "question_numbers",
+    "implied_value",
+    "math_expressions",
+    "is_expression_argument",
+    "normalize_expression",
+    "number_text",
+]
+
+_UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+_TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SUFFIX_SCALES = {"k": 10**3, "m": 10**6, "mn": 10**6, "b": 10**9, "bn": 10**9, "t": 10**12, "tn": 10**12}
+_WORDS = [*_UNITS, *_TEENS, *_TENS, *_SCALES, "hundred", "dozen"]
+_W = "|".join(sorted(_WORDS, key=len, reverse=True))
+
+_DIGITS = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_TOKEN_RE = re.compile(
+    r"(?P<cur>[$€£¥])?\s?(?<![\w.])(?P<num>" + _DIGITS + r")(?![\w.]\d)"
+    r"(?:\s*(?P<suffix>mn|bn|tn|[kKmMbBtT])\b|\s+(?P<scale>thousand|million|billion|trillion|hundred|dozen)\b)?"
+    r"|(?P<words>\b(?:an?\s+(?=(?:hundred|thousand|million|billion|trillion|dozen)\b))?(?:" + _W + r")\b(?:(?:\s+(?:and\s+)?|-)(?:" + _W + r")\b)*)",
+    re.I,
+)
+
+
+def number_text(x: float | int) -> str:
+    """JSON text of a number: integral values without a fraction (``1000000``), others by ``repr`` (``1e-09``, ``2.5``)."""
+    xf = float(x)
+    if math.isfinite(xf) and xf.is_integer() and abs(xf) < 1e16:
+        return str(int(xf))
+    return repr(xf)
+
+
+def _words_value(text: str) -> float | None:
+    """Value of a run of English number words (``"twenty five"`` → 25, ``"a million"`` → 1e6), or None."""
+    words = [w for w in re.split(r"[\s-]+", text.lower()) if w and w != "and"]
+    if words and words[0] in ("a", "an"):
+        words[0] = "one"
+    total, group, seen = 0, 0, False
+    for w in words:
+        if w in _UNITS:
+            group += _UNITS[w]
+        elif w in _TEENS:
+            group += _TEENS[w]
+        elif w in _TENS:
+            group += _TENS[w]
+        elif w == "hundred":
+            group = (group or 1) * 100
+        elif w == "dozen":
+            group = (group or 1) * 12
+        elif w in _SCALES:
+            total += (group or 1) * _SCALES[w]
+            group = 0
+        else:
+            return None
+        seen = True
+    return float(total + group) if seen else None
+
+
+def question_numbers(text: Any) -> list[str]:
+    """The numbers ``text`` states, in order of appearance, as JSON number text.
+
+    Examples: ``"a=-3, 1,500 and 9.8"`` → ``['-3', '1500', '9.8']``; ``"$1M in year one
+    and 2.5 billion later"`` → ``['1000000', '2500000000']`` (``year one``: a lone
+    ``one`` is not a number); ``"twenty five apples, zero pears"`` → ``['25', '0']``; ``"two numbers, 40 and 50"`` → ``['40', '50', '2']``;
+    ``"a charge of 1e-9"`` → ``['1e-09']``.
+
+    Numbers written in digits come first, in order, then those written in words: a word
+    number is often a count of the values that follow ("the GCD of two numbers, 40 and
+    50"), so it must not take the first place the copy bias favours.
+
+    Returns:
+        A list of strings (empty for text without numbers or for a non-string).
+    """
+    if not isinstance(text, str) or not text:
+        return []
+    out: list[str] = []
+    words_out: list[str] = []
+    for m in _TOKEN_RE.finditer(text):
+        if m.group("num") is not None:
+            raw = m.group("num").replace(",", "")
+            try:
+                value = float(raw)
+            except ValueError:  # pragma: no cover - the pattern only matches numbers
+                continue
+            suffix, scale = m.group("suffix"), m.group("scale")
+            if scale:
+                value *= 100 if scale.lower() == "hundred" else 12 if scale.lower() == "dozen" else _SCALES[scale.lower()]
+            elif suffix and (m.group("cur") or len(suffix) == 2):
+                # "$1M", "€3k", "2bn": a scale; a bare "5m" / "3t" is a unit (metres, tonnes), left alone
+                value *= _SUFFIX_SCALES[suffix.lower()]
+            else:
+                out.append(raw)  # a plain number: exactly as written (thousands separators dropped)
+                continue
+            out.append(number_text(value))
+        else:
+            words = m.group("words")
+            if words.strip().lower() in ("one", "a", "an"):
+                continue  # "which one", "one of": not a number
+            if text[m.end() : m.end() + 1] == "-" and text[m.end() + 1 : m.end() + 2].isalpha():
+                continue  # a compound modifier: "two-sample", "six-sided"
+            value = _words_value(words)
+            if value is not None:
+                words_out.append(number_text(value))
+    return out + words_out
+
+
+_REST_RE = re.compile(r"\b(?:from|at)\s+rest\b|\b(?:is|was|gets|being)?\s*(?:dropped|released)\b|\bstarts?\s+(?:from\s+)?still\b", re.I)
+_INITIAL_RE = re.compile(r"initial|start", re.I)
+_MOTION_RE = re.compile(r"velocity|speed", re.I)
+
+
+def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
+    """A value the question implies for a numeric argument without writing it, or None.
+
+    The one rule (kinematics): an argument whose name or description speaks of an
+    *initial* (or starting) *velocity* / *speed* is ``0`` when the question says the
+    object starts from rest, is at rest, or is dropped / released — unless the question
+    also writes the initial velocity as a number right after the words "initial
+    velocity"/"initial speed".
+
+    Args:
+        name: the argument's name.
+        schema: its JSON schema (the description is read); may be None.
+        question: the user's question.
+
+    Returns:
+        The implied number, or None when nothing is implied (or input is not text).
+    """
+    if not isinstance(question, str) or not isinstance(name, str):
+        return None
+    desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
+    label = name.replace("_", " ") + " " + desc
+    if not (_INITIAL_RE.search(name.replace("_", " ")) or _INITIAL_RE.search(desc)) or not _MOTION_RE.search(label):
+        return None
+    if re.search(r"\b(?:initial|starting)\s+(?:velocity|speed)\s+(?:of|is|=|:)?\s*-?\d", question, re.I):
+        return None
+    return 0.0 if _REST_RE.search(question) else None
+
+
+# ------------------------------------------------------------------ expressions
+_EXPR_ARG_RE = re.compile(r"\b(?:function|expression|equation|polynomial|formula|func|integrand)s?\b", re.I)
+_MATH_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<fn>sin|cos|tan|exp|log|ln|sqrt|abs)(?=\s*\()|(?P<var>(?<![A-Za-z])[a-z](?![A-Za-z']))"
+    r"|(?P<op>\*\*|[-+*/^])|(?P<lp>\()|(?P<rp>\))|(?P<eq>=))"
+)
+
+
+def is_expression_argument(name: str, schema: dict[str, Any] | None) -> bool:
+    """True for a string argument that holds a mathematical function or expression (by its name or description)."""
+    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+        return False
+    return bool(_EXPR_ARG_RE.search(str(name).replace("_", " ")) or _EXPR_ARG_RE.search(str(schema.get("description", ""))))
+
+
+def _is_math(tokens: list[tuple[str, str]]) -> bool:
+    kinds = [k for k, _ in tokens]
+    if "var" not in kinds:
+        return False
+    has_op = any(k == "op" for k in kinds)
+    coeff = any(a == "num" and b == "var" for a, b in zip(kinds, kinds[1:]))  # "3x"
+    return has_op or coeff or "fn" in kinds
+
+
+def math_expressions(question: Any) -> list[str]:
+    """Mathematical expressions written in ``question``, in order, in Python syntax.
+
+    A run of numbers, one-letter variables, operators, parentheses and function names
+    (sin, cos, exp, log, sqrt, ...) that holds a variable and an operator (or a
+    coefficient like ``3x``). ``y = E`` or ``f(x) = E`` gives ``E``; an assignment such as
+    ``x = 3`` (no variable on the right) is not an expression. ``^`` becomes ``**``.
+
+    Example: ``"the derivative of y = 3x^2 + 2x - 1 at x = 1"`` → ``['3x**2 + 2x - 1']``.
+    """
+    if not isinstance(question, str):
+        return []
+    out: list[str] = []
+    pos, n = 0, len(question)
+    while pos < n:
+        run: list[tuple[str, str]] = []
+        start = end = pos
+        p = pos
+        while p < n:
+            m = _MATH_TOKEN.match(question, p)
+            if not m or m.end() == p:
+                break
+            kind = m.lastgroup or ""
+            if not run:
+                start = m.start(kind)
+            run.append((kind, m.group(kind)))
+            p = end = m.end()
+        if not run:
+            pos += 1
+            continue
+        text = question[start:end].strip()
+        pos = max(end, pos + 1)
+        parts = re.split(r"=", text)
+        if len(parts) > 1:
+            lhs, rhs = parts[0].strip(), parts[-1].strip()
+            if not re.fullmatch(r"[a-z]|[a-z]\s*\(\s*[a-z]\s*\)", lhs):
+                continue
+            text = rhs
+        text = re.sub(r"^[-+*/^\s]+(?=[^-\d(a-z])|[-+*/^\s(]+$", "", text).strip()
+        toks = [(mm.lastgroup or "", mm.group(mm.lastgroup or 0)) for mm in _MATH_TOKEN.finditer(text)]
+        if text and _is_math(toks) and text.count("(") == text.count(")"):
+            out.append(normalize_expression(text))
+    return out
+
+
+def normalize_expression(text: str) -> str:
+    """Python syntax for a math expression as people write it: ``^`` → ``**`` (spacing kept)."""
+    return re.sub(r"\s*\^\s*", "**", text) if isinstance(text, str) else text

@@ -1,0 +1,143 @@
+"""Value normalisation for argument extraction (router/values.py) and its use in router/arguments.py."""
+
+import pytest
+
+from router.arguments import _distinct_items, _pick_expression, field_schema, grounded_in
+from router.values import (
+    implied_value,
+    is_expression_argument,
+    math_expressions,
+    normalize_expression,
+    number_text,
+    question_numbers,
+)
+
+
+@pytest.mark.parametrize(
+    "text, numbers",
+    [
+        ("a=-3, b = 1,500 and 9.8; x2 is not", ["-3", "1500", "9.8"]),
+        ("first-year revenue of $1M, then 2.5 billion", ["1000000", "2500000000"]),
+        ("a revenue of 1 million dollars", ["1000000"]),
+        ("revenue of $1,000,000 and €3k", ["1000000", "3000"]),
+        ("3bn users and 4 mn visits", ["3000000000", "4000000"]),
+        ("charges of 1e-9 and 2E-9 at 0.05", ["1e-9", "2E-9", "0.05"]),
+        ("twenty five apples, zero pears, one hundred and five plums", ["25", "0", "105"]),
+        ("a dozen eggs and a million thanks", ["12", "1000000"]),
+        ("which one of them is 5m tall and weighs 3t", ["5", "3"]),  # units, not scales
+        ("forty-two", ["42"]),
+        ("the GCD of two numbers, 40 and 50", ["40", "50", "2"]),  # words after digits
+        ("a two-sample t-test on a six-sided die", []),  # compound modifiers
+        ("the first-year revenue of $1M", ["1000000"]),
+        ("no numbers here", []),
+        ("", []),
+    ],
+)
+def test_question_numbers(text, numbers):
+    assert question_numbers(text) == numbers
+
+
+def test_question_numbers_bad_input_is_empty():
+    assert question_numbers(None) == []
+    assert question_numbers(12) == []
+
+
+def test_number_text():
+    assert number_text(1e6) == "1000000"
+    assert number_text(2.5) == "2.5"
+    assert number_text(1e-9) == "1e-09"
+    assert number_text(float("inf")) == "inf"
+
+
+@pytest.mark.parametrize(
+    "name, desc, question, value",
+    [
+        ("initial_velocity", "", "Calculate the final speed of an object dropped from 100 m.", 0.0),
+        ("initial_speed", "", "What is the final speed of an object dropped from rest after 5 s?", 0.0),
+        ("u", "The initial velocity in m/s", "A car starts from rest and accelerates at 4 m/s^2.", 0.0),
+        ("initial_velocity", "", "A car with initial velocity of 10 m/s, then dropped", None),  # written: not implied
+        ("initial_velocity", "", "A ball thrown at 5 m/s", None),  # nothing implies 0
+        ("final_velocity", "", "dropped from rest", None),  # not an initial velocity
+        ("height", "initial height", "dropped from rest", None),  # not a velocity
+    ],
+)
+def test_implied_value(name, desc, question, value):
+    assert implied_value(name, {"type": "number", "description": desc}, question) == value
+
+
+def test_implied_value_bad_input():
+    assert implied_value("initial_velocity", None, "dropped") == 0.0
+    assert implied_value("initial_velocity", {}, None) is None
+    assert implied_value(None, {}, "dropped") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "question, exprs",
+    [
+        ("Calculate the area under the curve y=x^2 from x=1 to x=3.", ["x**2"]),
+        ("Calculate the derivative of the function 3x^2 + 2x - 1.", ["3x**2 + 2x - 1"]),
+        ("from x = -2 to x = 3 for the function y = x^3 using simpson", ["x**3"]),
+        ("the derivative of f(x) = 3x^2 at x = 2", ["3x**2"]),
+        ("integrate sin(x) + x^2 from 0 to pi", ["sin(x) + x**2"]),
+        ("the functions 3x + 2 and 2x^3", ["3x + 2", "2x**3"]),
+        ("roots with coefficients a=1, b=-3, c=2", []),  # assignments, not expressions
+        ("Is a good idea? 5 - 3", []),  # no variable
+        ("", []),
+    ],
+)
+def test_math_expressions(question, exprs):
+    assert math_expressions(question) == exprs
+
+
+def test_expression_arguments():
+    assert is_expression_argument("function", {"type": "string", "description": "The function to integrate."})
+    assert is_expression_argument("f", {"type": "string", "description": "The polynomial, e.g. 'x^3'"})
+    assert not is_expression_argument("function", {"type": "integer"})
+    assert not is_expression_argument("city", {"type": "string", "description": "A city"})
+    assert not is_expression_argument("function", None)
+    assert normalize_expression("3x ^ 2 + x^3") == "3x**2 + x**3"
+
+
+def test_pick_expression_takes_the_questions_expression():
+    q = "Calculate the area under the curve y=x^2 from x=1 to x=3."
+    assert _pick_expression("the area under the curve y=x^2 from x=1 to x=3", q) == "x**2"
+    q2 = "Compare 3x + 2 with 2x^3"
+    assert _pick_expression("2x^3", q2) == "2x**3"
+    assert _pick_expression("][", q2) == "3x + 2"  # nothing matches: the first expression
+    assert _pick_expression("x^2", "no expression in words") == "x**2"
+    assert _pick_expression(5, q) == 5
+
+
+def test_grounding_reads_normalised_numbers():
+    assert grounded_in(1000000, "first-year revenue of $1M")
+    assert grounded_in(0, "assuming the initial velocity is zero")
+    assert grounded_in(1e-9, "a charge of 1e-9 coulombs")
+    assert not grounded_in(1, "first-year revenue of $1M")
+
+
+def test_field_schema_and_distinct_items():
+    assert field_schema({"type": "array", "items": {"type": "string"}}, True)["minItems"] == 1
+    assert "minItems" not in field_schema({"type": "array"}, False)
+    assert field_schema({"type": "array", "minItems": 0}, True)["minItems"] == 0  # the schema's own word wins
+    assert field_schema({"type": "string"}, True) == {"type": "string"}
+    assert _distinct_items(' ["employees", "employees", "employees", "empl') == 1
+    assert _distinct_items("[1, 2, 3, 1, 2, 3, 1") == 3
+    assert _distinct_items('["a\\", b", "c", ') == 2
+    assert _distinct_items("") == 1
+
+
+def test_ungrounded_share_accepts_implied_values_and_expressions():
+    from router.relevance import ungrounded_share
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "initial_velocity": {"type": "number"},
+            "height": {"type": "number"},
+            "function": {"type": "string", "description": "The function to integrate."},
+        },
+        "required": ["initial_velocity", "height", "function"],
+    }
+    q = "An object dropped from 100 m; integrate y = x^2."
+    assert ungrounded_share({"initial_velocity": 0, "height": 100, "function": "x**2"}, schema, q) == 0.0
+    assert ungrounded_share({"initial_velocity": 5, "height": 100, "function": "x**3"}, schema, q) == pytest.approx(2 / 3)
