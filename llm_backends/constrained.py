@@ -249,7 +249,7 @@ class CopyBias:
     def _current(self, text: str, mode: str) -> str | None:
         """The part of the value being written that should match the source, or None if not inside one."""
         if mode == "number":
-            m = re.search(r"-?[\d.]*$", text)
+            m = re.search(r"-?[\d.]*(?:(?<=\d)[eE][-+]?\d*)?$", text)
             return m.group() if m else ""
         inside, start, esc = False, 0, False
         for i, ch in enumerate(text):
@@ -267,7 +267,7 @@ class CopyBias:
         if mode == "json":  # inside a string: string spans; in a started number: number spans
             if self._current(text, "string") is not None:
                 mode = "string"
-            elif re.search(r"[\s:\[,]-?\d[\d.]*$", text):
+            elif re.search(r"[\s:\[,]-?\d[\d.]*(?:[eE][-+]?\d*)?$", text):
                 mode = "number"
             else:
                 return set(), False

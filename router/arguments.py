@@ -55,7 +55,7 @@ def _type_of(schema: dict[str, Any]) -> str | None:
     return t
 
 
-def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None) -> bool:
+def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None, number_words: bool = True) -> bool:
     """Whether an optional argument's value is supported by the question text.
 
     Args:
@@ -65,6 +65,9 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
             name, 4+ letters, appears in the question).
         used_numbers: numbers already taken by other arguments (a number is grounded
             only when the question writes it more often than it is already used).
+        number_words: count numbers written in words ("two"). The argument decoder passes
+            False for optional arguments: a word number is often a count of the values
+            the question lists ("the other two sides as 4 and 5"), not a value.
 
     Returns:
         True for a number the question states (by value; numbers in words, with scale
@@ -78,7 +81,7 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
         words = [w for w in re.split(r"[_\W]+", name.lower()) if len(w) >= 4]
         return value is True and any(w in q for w in words)
     if isinstance(value, (int, float)):
-        nums = [float(s) for s in question_numbers(question)]
+        nums = [float(s) for s in question_numbers(question, words=number_words)]
         used = list(used_numbers or [])
         have = sum(1 for n in nums if math.isclose(n, float(value)))
         taken = sum(1 for n in used if math.isclose(n, float(value)))
@@ -88,7 +91,7 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     if isinstance(value, list):
         taken = list(used_numbers or [])
         for v in value:
-            if not grounded_in(v, question, name=name, used_numbers=taken):
+            if not grounded_in(v, question, name=name, used_numbers=taken, number_words=number_words):
                 return False
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 taken.append(float(v))
@@ -344,7 +347,7 @@ class ConstrainedArguments:
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
-            keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used)
+            keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used, number_words=False)
             if keep:
                 args[name] = value
                 used.extend(_numbers_of(value))

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from router.arguments import grounded_in
+from router.arguments import _numbers_of, grounded_in
 from router.values import implied_value, is_expression_argument, math_expressions
 
 __all__ = ["RelevanceGate", "ungrounded_share"]
@@ -39,7 +39,8 @@ __all__ = ["RelevanceGate", "ungrounded_share"]
 def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], question: str) -> float:
     """Share (0..1) of the schema's required non-boolean arguments not grounded in ``question``.
 
-    A value counts as grounded when the question writes it (:func:`router.arguments.grounded_in`)
+    A number grounds one argument per time the question writes it (``"bx + c = 0"`` grounds
+    one of ``a``, ``b``, ``c`` with 0, not all three). A value counts as grounded when the question writes it (:func:`router.arguments.grounded_in`)
     or means it (an implied number, or the question's expression in Python syntax; see
     :mod:`router.values`). A required argument missing from ``args`` counts as ungrounded; ``args=None`` (no
     arguments could be decoded) gives 1.0; a schema without such arguments gives 0.0.
@@ -51,10 +52,13 @@ def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], questi
         return 1.0
     bad = 0
     props = schema.get("properties", {})
+    used: list[float] = []
     for k in req:
         if k not in args:
             bad += 1
-        elif not (grounded_in(args[k], question, name=k, used_numbers=None) or _normalised_from(k, props.get(k), args[k], question)):
+        elif grounded_in(args[k], question, name=k, used_numbers=used):
+            used.extend(_numbers_of(args[k]) if not isinstance(args[k], str) else [])
+        elif not _normalised_from(k, props.get(k), args[k], question):
             bad += 1
     return bad / len(req)
 

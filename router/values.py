@@ -90,7 +90,7 @@ def _words_value(text: str) -> float | None:
     return float(total + group) if seen else None
 
 
-def question_numbers(text: Any) -> list[str]:
+def question_numbers(text: Any, *, words: bool = True) -> list[str]:
     """The numbers ``text`` states, in order of appearance, as JSON number text.
 
     Examples: ``"a=-3, 1,500 and 9.8"`` → ``['-3', '1500', '9.8']``; ``"$1M in year one
@@ -101,6 +101,10 @@ def question_numbers(text: Any) -> list[str]:
     Numbers written in digits come first, in order, then those written in words: a word
     number is often a count of the values that follow ("the GCD of two numbers, 40 and
     50"), so it must not take the first place the copy bias favours.
+
+    Args:
+        text: the question.
+        words: also read numbers written in words (False: digits only, with scales).
 
     Returns:
         A list of strings (empty for text without numbers or for a non-string).
@@ -127,15 +131,15 @@ def question_numbers(text: Any) -> list[str]:
                 continue
             out.append(number_text(value))
         else:
-            words = m.group("words")
-            if words.strip().lower() in ("one", "a", "an"):
+            spelled = m.group("words")
+            if spelled.strip().lower() in ("one", "a", "an"):
                 continue  # "which one", "one of": not a number
             if text[m.end() : m.end() + 1] == "-" and text[m.end() + 1 : m.end() + 2].isalpha():
                 continue  # a compound modifier: "two-sample", "six-sided"
-            value = _words_value(words)
+            value = _words_value(spelled)
             if value is not None:
                 words_out.append(number_text(value))
-    return out + words_out
+    return out + words_out if words else out
 
 
 _REST_RE = re.compile(r"\b(?:from|at)\s+rest\b|\b(?:is|was|gets|being)?\s*(?:dropped|released)\b|\bstarts?\s+(?:from\s+)?still\b", re.I)

@@ -141,3 +141,79 @@ def test_ungrounded_share_accepts_implied_values_and_expressions():
     q = "An object dropped from 100 m; integrate y = x^2."
     assert ungrounded_share({"initial_velocity": 0, "height": 100, "function": "x**2"}, schema, q) == 0.0
     assert ungrounded_share({"initial_velocity": 5, "height": 100, "function": "x**3"}, schema, q) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- the gate's margin term
+def test_relevance_gate_margin_term_is_calibrated():
+    from router.relevance import RelevanceGate
+
+    # relevant questions that clearly prefer one of several functions (large margin, modest similarity),
+    # irrelevant ones with a high similarity but no clear preference, and single-function ones (margin 0)
+    rows = [(0.40, 0.0, True, 0.20), (0.38, 0.0, True, 0.25), (0.60, 0.0, True, 0.0), (0.55, 0.0, True, 0.0),
+            (0.45, 0.0, False, 0.02), (0.50, 0.0, False, 0.0), (0.30, 0.0, False, 0.05), (0.20, 0.0, False, 0.0)]
+    gate = RelevanceGate()
+    assert gate.fit(rows)["balanced_accuracy"] < 1.0  # similarity alone cannot separate them
+    report = gate.fit(rows, margin_weights=(0.0, 0.5, 1.0))
+    assert report["balanced_accuracy"] == 1.0 and gate.margin_weight > 0
+    assert all(gate.accepts(s, u, m) == y for s, u, y, m in rows)
+    assert gate.score(0.4, 0.0, -1.0) == gate.score(0.4, 0.0, 0.0)  # a negative margin gives no bonus
+    assert gate.score(0.4, 0.0, float("nan")) == gate.score(0.4, 0.0)
+
+
+def test_relevance_gate_prefers_no_margin_when_it_does_not_help():
+    from router.relevance import RelevanceGate
+
+    rows = [(0.6, 0.0, True, 0.3), (0.5, 0.0, True, 0.0), (0.3, 0.0, False, 0.3), (0.2, 0.0, False, 0.0)]
+    gate = RelevanceGate()
+    gate.fit(rows, margin_weights=(0.0, 0.5, 1.0))
+    assert gate.margin_weight == 0.0 and gate.report["balanced_accuracy"] == 1.0
+
+
+def test_relevance_gate_rejects_bad_rows():
+    from router.relevance import RelevanceGate
+
+    with pytest.raises(ValueError, match="should_call"):
+        RelevanceGate().fit([(0.5, 0.0)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="finite"):
+        RelevanceGate().fit([(float("nan"), 0.0, True), (0.2, 0.0, False)])
+
+
+def test_mixed_functions_adds_other_questions_functions():
+    from mrkl.bfcl import BFCLCase, mixed_functions
+
+    cases = [BFCLCase(f"irrelevance_{i}", f"q{i}", [{"name": f"f{i}"}], None) for i in range(4)]
+    mixed = mixed_functions(cases)
+    assert [c.id for c in mixed] == [f"irrelevance_{i}+mixed" for i in range(4)]
+    assert [f["name"] for f in mixed[0].functions] == ["f0", "f1", "f2"]
+    assert [f["name"] for f in mixed[3].functions] == ["f3", "f0", "f1"]  # cyclic
+    assert all(c.ground_truth is None for c in mixed)
+    assert mixed_functions(cases[:1]) == []
+    two = mixed_functions(cases[:2])
+    assert [f["name"] for f in two[0].functions] == ["f0", "f1"]  # no duplicate when it wraps around
+
+
+def test_optional_grounding_ignores_word_counts():
+    q = "the hypotenuse given the other two sides as 4 and 5"
+    assert grounded_in(2, q) and not grounded_in(2, q, number_words=False)
+    assert grounded_in(4, q, number_words=False)
+    assert question_numbers(q, words=False) == ["4", "5"]
+
+
+def test_copy_bias_continues_exponent_numbers():
+    from llm_backends.constrained import CopyBias
+
+    vocab = {"1": 1, "e": 2, "-9": 3, "-": 4, "9": 5, "10": 6, " 1": 7}
+    enc = lambda t: [vocab[t]] if t in vocab else [vocab.get(t[:1], 99)]  # noqa: E731
+    bias = CopyBias(enc, "charges of 1e-9 and 2e-9", mode="number", numbers=["1e-9", "2e-9"])
+    toks, can_end = bias.continuations("1e")
+    assert toks == {vocab["-9"]} and not can_end  # after "1e" the span goes on with "-9", not a new number
+    toks, can_end = bias.continuations("1e-9")
+    assert can_end
+
+
+def test_ungrounded_share_counts_each_written_number_once():
+    from router.relevance import ungrounded_share
+
+    schema = {"type": "object", "properties": {k: {"type": "number"} for k in "abc"}, "required": ["a", "b", "c"]}
+    assert ungrounded_share({"a": 0, "b": 0, "c": 0}, schema, "roots of bx + c = 0") == pytest.approx(2 / 3)
+    assert ungrounded_share({"a": 1, "b": 1, "c": 2}, schema, "a=1, b=1, c=2") == 0.0
