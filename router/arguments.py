@@ -29,7 +29,15 @@ from typing import Any, Sequence
 from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
-from router.values import implied_value, is_expression_argument, math_expressions, normalize_expression, number_text, question_numbers
+from router.values import (
+    implied_value,
+    is_expression_argument,
+    math_expressions,
+    normalize_expression,
+    number_text,
+    question_numbers,
+    unit_mismatch,
+)
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in"]
 
@@ -148,13 +156,16 @@ def _distinct_items(text: str) -> int:
 
 
 def field_schema(schema: dict[str, Any], required: bool) -> dict[str, Any]:
-    """The schema one argument is decoded under: a required array gets ``minItems: 1``.
+    """The schema one argument is decoded under: a required array gets ``minItems: 1``, a
+    required free-form object (no ``properties``) ``minProperties: 1``.
 
     A required list argument is almost never meant to be empty, and a small model under
     a copy bias otherwise closes it at once (``[]``).
     """
     if required and _type_of(schema) == "array" and "minItems" not in schema:
         return {**schema, "minItems": 1}
+    if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema:
+        return {**schema, "minProperties": 1}  # a required free-form map ({"math": 90, ...})
     return schema
 
 
@@ -230,7 +241,11 @@ class ConstrainedArguments:
             )
         if t == "string":
             return CopyBias(self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
-        return CopyBias(self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids, numbers=numbers)  # type: ignore[attr-defined]
+        return CopyBias(
+            self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids,  # type: ignore[attr-defined]
+            used_numbers=used, first_bonus=self.first_bonus, numbers=numbers,
+            number_items=t == "array" and _type_of(schema.get("items") or {}) in ("integer", "number"),
+        )
 
     def decode(
         self,
@@ -347,7 +362,9 @@ class ConstrainedArguments:
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
-            keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used, number_words=False)
+            keep = name in required or not ground_optional or (
+                grounded_in(value, question, name=name, used_numbers=used, number_words=False) and not unit_mismatch(name, sub_schema, value)
+            )
             if keep:
                 args[name] = value
                 used.extend(_numbers_of(value))

@@ -12,6 +12,9 @@ value a function wants. This module reads the values a question *means*:
 * :func:`implied_value` — a value a phrase implies for a numeric argument without
   writing it: an *initial* velocity or speed is 0 when the question says the object
   starts "from rest", "at rest", is "dropped" or "released" (the kinematics convention).
+* :func:`unit_mismatch` — a unit argument whose value is a unit of another kind than its
+  documented default (pint dimensionality): "50 kilometers" does not ground
+  ``unit="kilometers"`` where the default is ``km/h``.
 * :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
   the question (``y = 3x^2 + 2x - 1``), with its right-hand side taken when the left is a
   lone variable or ``f(x)``, written in Python syntax (``^`` → ``**``), for a string
@@ -34,6 +37,7 @@ __all__ = [
     "is_expression_argument",
     "normalize_expression",
     "number_text",
+    "unit_mismatch",
 ]
 
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -247,3 +251,53 @@ def math_expressions(question: Any) -> list[str]:
 def normalize_expression(text: str) -> str:
     """Python syntax for a math expression as people write it: ``^`` → ``**`` (spacing kept)."""
     return re.sub(r"\s*\^\s*", "**", text) if isinstance(text, str) else text
+
+
+# ------------------------------------------------------------------ units
+_DEFAULT_UNIT_RE = re.compile(r"default(?:s)?(?:\s+unit)?(?:\s+value)?(?:\s+is|\s+to|\s*:|\s*=)?\s*['\"]?([A-Za-z][\w/^*. ]{0,20}?)['\"]?(?:[.,;)]|$)", re.I)
+
+
+def _dimensionality(text: str) -> Any:
+    """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``), or None if pint does not know it."""
+    try:
+        import pint
+
+        ureg = pint.get_application_registry()
+        for atom in re.split(r"\s*(?:/|\*|\^|\bper\b|\s)\s*", text.strip()):
+            if not atom or atom.isdigit():
+                continue
+            names = ureg.parse_unit_name(atom)
+            # pint reads "units" as micro-"nit"; trust a parse only without a prefix, with a
+            # prefix spelled out ("kilometers") or for a short symbol ("km", "mph")
+            if not any(p == "" or atom.lower().startswith(p) or len(atom) <= 3 for p, _u, _s in names):
+                return None
+        return ureg.parse_units(text.strip()).dimensionality
+    except Exception:  # noqa: BLE001 - not a unit pint knows (or pint missing): no opinion
+        return None
+
+
+def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
+    """True when a unit argument's value is a unit of another kind than the argument's documented default.
+
+    For an argument named ``unit``/``units`` (or whose description says it is a unit)
+    whose description gives a default unit (``"the default is km/h"``): ``"kilometers"``
+    is a length where a speed is meant, so a question that writes "50 kilometers" does
+    not ground ``unit="kilometers"`` (the question speaks of the distance's unit, not of
+    the unit wanted for the result). Units are compared by dimensionality with pint;
+    anything pint cannot parse gives False (no opinion).
+    """
+    if not isinstance(value, str) or not isinstance(schema, dict) or not isinstance(name, str):
+        return False
+    desc = str(schema.get("description", ""))
+    if not re.search(r"\bunits?\b", name.replace("_", " ") + " " + desc, re.I):
+        return False
+    default = schema.get("default")
+    if not isinstance(default, str):
+        m = _DEFAULT_UNIT_RE.search(desc)
+        default = m.group(1) if m else None
+    if not default:
+        return False
+    want, got = _dimensionality(default), _dimensionality(value)
+    if not want or not got:  # unknown, or dimensionless ("units", "percent"): no opinion
+        return False
+    return want != got

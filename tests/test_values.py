@@ -217,3 +217,45 @@ def test_ungrounded_share_counts_each_written_number_once():
     schema = {"type": "object", "properties": {k: {"type": "number"} for k in "abc"}, "required": ["a", "b", "c"]}
     assert ungrounded_share({"a": 0, "b": 0, "c": 0}, schema, "roots of bx + c = 0") == pytest.approx(2 / 3)
     assert ungrounded_share({"a": 1, "b": 1, "c": 2}, schema, "a=1, b=1, c=2") == 0.0
+
+
+def test_unit_mismatch_by_dimensionality():
+    from router.values import unit_mismatch
+
+    speed = {"type": "string", "description": "The unit to return the velocity in. If not provided, the default is km/h."}
+    radius = {"type": "string", "description": "The unit of measurement for the radius. Default is 'cm'."}
+    assert unit_mismatch("unit", speed, "kilometers")  # a length where a speed is meant
+    assert not unit_mismatch("unit", speed, "mph")
+    assert not unit_mismatch("unit", radius, "inches")
+    assert not unit_mismatch("unit", radius, "units")  # dimensionless / unknown: no opinion
+    assert not unit_mismatch("unit", radius, "blorbs")
+    assert unit_mismatch("unit", {"type": "string", "default": "km"}, "hours")
+    assert not unit_mismatch("unit", {"type": "string", "description": "The unit."}, "kg")  # no default given
+    assert not unit_mismatch("city", {"description": "Default is Paris"}, "kg")  # not a unit argument
+    assert not unit_mismatch("unit", None, "kg") and not unit_mismatch("unit", speed, 5)
+
+
+def test_copy_bias_orders_array_numbers_and_keeps_the_first_bonus():
+    from llm_backends.constrained import CopyBias
+
+    enc = lambda t: [ord(t[0])] if t else []  # noqa: E731 - one "token" per first character
+    bias = CopyBias(enc, "points A(3,4) and B(1,2)", mode="json", numbers=["3", "4", "1", "2"], first_bonus=2.0, number_items=True)
+    toks, _ = bias.continuations(" [")
+    assert toks == {ord(c) for c in "3412 "} and ord("3") in bias._first_toks
+    bias.continuations(" [3, ")
+    assert ord("4") in bias._first_toks and ord("3") not in bias._first_toks  # 3 is written: 4 is the first unused number
+    plain = CopyBias(enc, "points A(3,4)", mode="json", numbers=["3", "4"])
+    assert plain.continuations(" [") == (set(), False)  # not an array of numbers: no proposal before a digit
+    # a number keeps its first-bonus through its digits: "1000000" over "1200000" after "1"
+    num = CopyBias(enc, "revenues of $1M and $1.2M", mode="number", numbers=["1000000", "1200000"], first_bonus=2.0)
+    num.continuations("1")
+    assert num._first_toks == {ord("0")}
+
+
+def test_free_form_objects_stay_open_and_required_ones_non_empty():
+    from llm_backends.constrained import close_objects
+
+    assert close_objects({"type": "object"}) == {"type": "object"}
+    assert close_objects({"type": "object", "properties": {}})["additionalProperties"] is False
+    assert field_schema({"type": "object"}, True)["minProperties"] == 1
+    assert "minProperties" not in field_schema({"type": "object", "properties": {"a": {}}}, True)
