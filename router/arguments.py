@@ -30,6 +30,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    field_numbers,
     implied_value,
     is_expression_argument,
     math_expressions,
@@ -233,7 +234,7 @@ class ConstrainedArguments:
         if self.copy_bonus <= 0 or not question:
             return None
         t = _type_of(schema)
-        numbers = question_numbers(question)
+        numbers = field_numbers(question, schema)  # 5% as 0.05, 50mH as 0.05 where the description asks for them
         if t in ("integer", "number"):
             return CopyBias(
                 self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids,  # type: ignore[attr-defined]
@@ -290,16 +291,26 @@ class ConstrainedArguments:
             raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
 
     def _decode_field(self, running: str, schema: dict[str, Any], question: str, used: list[float]) -> tuple[Any, str]:
-        """One argument's value; an array that runs out of budget (a repetition loop) is decoded
-        again with ``maxItems`` set to the distinct items it had written, so it always completes."""
+        """One argument's value. When the budget runs out (a repetition loop): an array is decoded
+        again with ``maxItems`` set to the distinct items it had written; a free-form object
+        again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too."""
+        nums = [_num_text(u) for u in used]
         try:
-            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=[_num_text(u) for u in used])
+            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums)
         except ValueBudgetError as exc:
-            if _type_of(schema) != "array" or "maxItems" in schema:
-                raise
-            k = _distinct_items(exc.text)
-            capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
-            return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=[_num_text(u) for u in used])
+            t = _type_of(schema)
+            if t == "array" and "maxItems" not in schema:
+                k = _distinct_items(exc.text)
+                capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
+                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums)
+            if t == "object" and "properties" not in schema and not isinstance(schema.get("additionalProperties"), dict):
+                # a free-form map that nests without end: flat scalar values, a few keys; else {}
+                flat = {**schema, "additionalProperties": {"type": ["string", "number", "boolean"]}, "maxProperties": 8}
+                try:
+                    return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums)
+                except ValueBudgetError:
+                    return self.decode(running, {"type": "object", "maxProperties": 0}, question, terminators=(",", "}"))
+            raise
 
     def extract(
         self,

@@ -25,13 +25,14 @@ should-not-call questions with several candidates too (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from router.arguments import _numbers_of, grounded_in
-from router.values import implied_value, is_expression_argument, math_expressions
+from router.values import field_numbers, implied_value, is_expression_argument, math_expressions, question_numbers
 
 __all__ = ["RelevanceGate", "ungrounded_share"]
 
@@ -65,10 +66,15 @@ def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], questi
 
 def _normalised_from(name: str, prop: Any, value: Any, question: str) -> bool:
     """True when ``value`` is what the question means though it does not write it: an implied
-    number ("dropped" → initial velocity 0) or the question's math expression in Python syntax."""
+    number ("dropped" → initial velocity 0), a number converted to the argument's unit or
+    from a percentage (:func:`router.values.field_numbers`), or the question's math
+    expression in Python syntax."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         implied = implied_value(name, prop if isinstance(prop, dict) else None, question)
-        return implied is not None and float(implied) == float(value)
+        if implied is not None and float(implied) == float(value):
+            return True
+        converted = field_numbers(question, prop if isinstance(prop, dict) else None)
+        return any(math.isclose(float(n), float(value)) for n in converted if n not in question_numbers(question))
     if isinstance(value, str) and is_expression_argument(name, prop if isinstance(prop, dict) else None):
         return value in math_expressions(question)
     return False

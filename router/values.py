@@ -9,6 +9,9 @@ value a function wants. This module reads the values a question *means*:
   ``2500000000``, ...) and numbers written in English words (``zero``, ``twenty five``,
   ``one hundred and five``, ``a dozen``; a lone ``one`` is not read as a number, as in
   "which one", following text2num's rule for isolated small words).
+* :func:`field_numbers` — the question's numbers as one argument wants them: ``5%`` as
+  ``0.05`` where the description asks for a decimal rate, ``50mH`` as ``0.05`` where it
+  asks for henries (pint).
 * :func:`implied_value` — a value a phrase implies for a numeric argument without
   writing it: an *initial* velocity or speed is 0 when the question says the object
   starts "from rest", "at rest", is "dropped" or "released" (the kinematics convention).
@@ -38,6 +41,8 @@ __all__ = [
     "normalize_expression",
     "number_text",
     "unit_mismatch",
+    "field_numbers",
+    "described_unit",
 ]
 
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -301,3 +306,74 @@ def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
     if not want or not got:  # unknown, or dimensionless ("units", "percent"): no opinion
         return False
     return want != got
+
+
+# ------------------------------------------------------------------ numbers for one argument
+_FRACTION_RE = re.compile(r"as a decimal|decimal (?:number|form|fraction|value)|between 0 and 1|sums? to 1\b|fraction|e\.g\.,?[^.]{0,60}?\b0\.\d", re.I)
+_PERCENT_WORD_RE = re.compile(r"percent|percentage|%|\brate\b", re.I)
+_PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
+_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?([A-Za-zµμΩ][A-Za-zµμΩ]{0,11})\b")
+_DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?[A-Za-zµμΩ]+(?:\s+per\s+[A-Za-z]+)?)(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
+
+
+def described_unit(schema: dict[str, Any] | None) -> str | None:
+    """The unit an argument's description asks for (``"The inductance in henries (H)."`` → ``"H"``), or None.
+
+    Takes the first ``in <unit>`` (or its symbol in parentheses) that pint knows.
+    """
+    if not isinstance(schema, dict):
+        return None
+    for m in _DESC_UNIT_RE.finditer(str(schema.get("description", ""))):
+        for cand in (m.group(1), m.group(2)):
+            if cand and _dimensionality(cand):
+                return cand
+    return None
+
+
+def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
+    """The question's numbers as one argument wants them (:func:`question_numbers`, then two conversions).
+
+    * **Percent as a fraction**: where the argument's description speaks of a percentage
+      or rate *and* asks for a decimal or fraction ("as a decimal", "must sum to 1",
+      "e.g. 0.05"), ``5%`` is ``0.05``.
+    * **Units** (pint): where the description names the unit ("in henries (H)"), a
+      quantity written with another unit of the same kind is converted: ``50mH`` → ``0.05``,
+      ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``. A unit pint
+      does not know, or of another kind, is left as written.
+
+    The order is that of :func:`question_numbers`; a converted number takes the place of
+    the number as written. Bad input gives ``[]`` (no question) or the plain numbers.
+    """
+    nums = question_numbers(question)
+    if not nums or not isinstance(schema, dict):
+        return nums
+    desc = str(schema.get("description", ""))
+    swaps: list[tuple[str, str]] = []  # (number as question_numbers writes it, converted)
+    if _FRACTION_RE.search(desc) and _PERCENT_WORD_RE.search(desc):
+        for m in _PERCENT_RE.finditer(question):
+            swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
+    target = described_unit(schema)
+    if target:
+        want = _dimensionality(target)
+        for m in _QUANTITY_RE.finditer(question):
+            unit = m.group(2)
+            dim = _dimensionality(unit)
+            if not dim or dim != want:
+                continue
+            try:
+                import pint
+
+                ureg = pint.get_application_registry()
+                value = ureg.Quantity(float(m.group(1)), ureg.parse_units(unit)).to(ureg.parse_units(target)).magnitude
+            except Exception:  # noqa: BLE001 - pint cannot convert: keep the number as written
+                continue
+            value = float(f"{float(value):.12g}")
+            if not math.isclose(value, float(m.group(1))):
+                swaps.append((m.group(1), number_text(value)))
+    out = list(nums)
+    for raw, new in swaps:
+        for i, n in enumerate(out):
+            if n == raw:
+                out[i] = new
+                break
+    return out

@@ -259,3 +259,51 @@ def test_free_form_objects_stay_open_and_required_ones_non_empty():
     assert close_objects({"type": "object", "properties": {}})["additionalProperties"] is False
     assert field_schema({"type": "object"}, True)["minProperties"] == 1
     assert "minProperties" not in field_schema({"type": "object", "properties": {"a": {}}}, True)
+
+
+# ---------------------------------------------------------------- the real model
+@pytest.mark.slow
+def test_decoder_reads_scales_implied_zeros_expressions_and_free_maps(smollm2):
+    import json
+
+    from router.arguments import ConstrainedArguments
+
+    dec = ConstrainedArguments(smollm2)
+
+    def run(schema, q):
+        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    num = {"type": "number"}
+    fall = {"type": "object", "properties": {"initial_velocity": num, "height": num}, "required": ["initial_velocity", "height"]}
+    assert run(fall, "Calculate the final speed of an object dropped from 100 m without air resistance.") == {"initial_velocity": 0.0, "height": 100}
+    rev = {"type": "object", "properties": {"revenue": {"type": "integer"}, "years": {"type": "integer"}}, "required": ["revenue", "years"]}
+    assert run(rev, "Project a first-year revenue of $1.2M over five years") == {"revenue": 1200000, "years": 5}
+    area = {"type": "object", "properties": {"function": {"type": "string", "description": "The mathematical function as a string."},
+                                             "interval": {"type": "array", "items": num}}, "required": ["function", "interval"]}
+    got = run(area, "Calculate the area under the curve y=x^2 from x=1 to x=3.")
+    assert got["function"] == "x**2" and got["interval"] == [1, 3]
+    grades = {"type": "object", "properties": {"gradeDict": {"type": "object"}}, "required": ["gradeDict"]}
+    assert run(grades, "Average grade of John with scores {'math':90, 'science':75}")["gradeDict"] != {}
+
+
+def test_field_numbers_convert_percentages_and_units_for_the_argument():
+    from router.relevance import ungrounded_share
+    from router.values import described_unit, field_numbers
+
+    q = "an LC circuit with capacitance of 100µF and inductance of 50mH"
+    assert field_numbers(q, {"description": "The inductance (L) in henries (H)."}) == ["100", "0.05"]
+    assert field_numbers(q, {"description": "The capacitance (C) in farads (F)."}) == ["0.0001", "50"]
+    rate = {"description": "The annual interest rate, as a decimal. E.g. 5% would be 0.05."}
+    assert field_numbers("a rate of 5% over 10 years", rate) == ["0.05", "10"]
+    traits = "trait A contributes 40% and B 60%; A has a value of 0.8 and B 0.7"
+    assert field_numbers(traits, {"description": "Percentage contributions of each trait, which must sum to 1."}) == ["0.4", "0.6", "0.8", "0.7"]
+    assert field_numbers(traits, {"description": "Trait values, decimal numbers between 0 and 1."}) == ["40", "60", "0.8", "0.7"]  # no percent asked
+    assert field_numbers("height of 180 cm", {"description": "Height in centimeters."}) == ["180"]  # already the unit
+    assert field_numbers("5 blorbs", {"description": "in meters"}) == ["5"]  # unknown unit: as written
+    assert field_numbers(None, None) == [] and field_numbers("5 m", None) == ["5"]
+    assert described_unit({"description": "The radius in the unit given."}) is None
+    schema = {"type": "object", "properties": {"inductance": {"type": "number", "description": "The inductance (L) in henries (H)."}},
+              "required": ["inductance"]}
+    assert ungrounded_share({"inductance": 0.05}, schema, q) == 0.0
+    assert ungrounded_share({"inductance": 0.5}, schema, q) == 1.0
