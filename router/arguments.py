@@ -32,7 +32,6 @@ from llm_backends.errors import BackendError
 from router.values import (
     field_numbers,
     implied_value,
-    named_first,
     is_expression_argument,
     math_expressions,
     normalize_expression,
@@ -231,13 +230,11 @@ class ConstrainedArguments:
         self._quote_ids = [i for i in ids[:3] if isinstance(i, int) and i >= 0 and i != unk]
         self._close_ids = [i for i in ids[3:] if isinstance(i, int) and i >= 0 and i != unk]
 
-    def _bias(self, question: str, schema: dict[str, Any], used: Sequence[str] = (), name: str = "") -> CopyBias | None:
+    def _bias(self, question: str, schema: dict[str, Any], used: Sequence[str] = ()) -> CopyBias | None:
         if self.copy_bonus <= 0 or not question:
             return None
         t = _type_of(schema)
         numbers = field_numbers(question, schema)  # 5% as 0.05, 50mH as 0.05 where the description asks for them
-        if name:
-            numbers = named_first(question, numbers, name)  # "inductance of 50mH": that number first for `inductance`
         if t in ("integer", "number"):
             return CopyBias(
                 self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids,  # type: ignore[attr-defined]
@@ -260,16 +257,12 @@ class ConstrainedArguments:
         max_new_tokens: int | None = None,
         terminators: tuple[str, ...] = (),
         used_numbers: Sequence[str] = (),
-        name: str = "",
     ) -> tuple[Any, str]:
         """Decode one JSON value of ``schema`` after ``prompt`` (greedy, masked, copy-biased).
 
         Args:
             terminators: literal strings one of which must follow the value (see
                 :class:`~llm_backends.constrained.JSONSchemaConstraint`); stripped from the text.
-            used_numbers: numbers other arguments already took (see :class:`CopyBias`).
-            name: the argument's name; the question's numbers written right after it get the
-                first-number bonus (:func:`router.values.named_first`).
 
         Returns:
             ``(value, text)``: the parsed value and the exact text written (it may start
@@ -280,7 +273,7 @@ class ConstrainedArguments:
                 budget ran out before the value was complete.
         """
         hook = JSONSchemaConstraint(
-            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers, name), terminators=terminators  # type: ignore[attr-defined]
+            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers), terminators=terminators  # type: ignore[attr-defined]
         )
         budget = max_new_tokens or self.max_value_tokens
         text = self.backend.generate(prompt, max_new_tokens=budget, logits_hook=hook)  # type: ignore[call-arg]
@@ -297,24 +290,24 @@ class ConstrainedArguments:
         except ValueError as exc:  # cannot happen under the grammar; kept as a guard
             raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
 
-    def _decode_field(self, running: str, schema: dict[str, Any], question: str, used: list[float], name: str = "") -> tuple[Any, str]:
+    def _decode_field(self, running: str, schema: dict[str, Any], question: str, used: list[float]) -> tuple[Any, str]:
         """One argument's value. When the budget runs out (a repetition loop): an array is decoded
         again with ``maxItems`` set to the distinct items it had written; a free-form object
         again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too."""
         nums = [_num_text(u) for u in used]
         try:
-            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums, name=name)
+            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums)
         except ValueBudgetError as exc:
             t = _type_of(schema)
             if t == "array" and "maxItems" not in schema:
                 k = _distinct_items(exc.text)
                 capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
-                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums, name=name)
+                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums)
             if t == "object" and "properties" not in schema and not isinstance(schema.get("additionalProperties"), dict):
                 # a free-form map that nests without end: flat scalar values, a few keys; else {}
                 flat = {**schema, "additionalProperties": {"type": ["string", "number", "boolean"]}, "maxProperties": 8}
                 try:
-                    return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums, name=name)
+                    return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums)
                 except ValueBudgetError:
                     return self.decode(running, {"type": "object", "maxProperties": 0}, question, terminators=(",", "}"))
             raise
@@ -364,7 +357,7 @@ class ConstrainedArguments:
                     value = int(implied) if _type_of(sub_schema) == "integer" else implied
                     text = " " + number_text(value)
                 else:
-                    value, text = self._decode_field(running, field_schema(sub_schema, name in required), question, used, name)
+                    value, text = self._decode_field(running, field_schema(sub_schema, name in required), question, used)
             except BackendError:
                 if name in required:
                     raise

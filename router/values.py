@@ -44,7 +44,6 @@ __all__ = [
     "field_numbers",
     "described_unit",
     "number_mentions",
-    "named_first",
 ]
 
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -157,38 +156,6 @@ def number_mentions(text: Any, *, words: bool = True) -> list[tuple[str, int]]:
             if value is not None:
                 words_out.append((number_text(value), m.start("words")))
     return out + words_out if words else out
-
-
-_GENERIC_NAME_WORDS = {"value", "number", "num", "the", "and", "for", "amount", "total", "count", "param", "input"}
-
-
-def _name_words(name: str) -> list[str]:
-    """Content words of an argument name (``"year1_revenue"`` → ``["year", "revenue"]``; camelCase split)."""
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name))
-    return [w for w in re.split(r"[^a-z]+", spaced.lower()) if len(w) >= 3 and w not in _GENERIC_NAME_WORDS]
-
-
-def named_first(question: Any, numbers: list[str], name: str, *, window: int = 24) -> list[str]:
-    """``numbers`` (the question's numbers in order, as :func:`field_numbers` gives them) with
-    the ones the question writes right after the argument's name moved to the front.
-
-    "capacitance of 100µF and inductance of 50mH": for ``inductance`` the 50mH number comes
-    first, so the copy bias's first-number bonus goes to it rather than to the first number of
-    the question. A number counts as named when a content word of the argument's name (or its
-    first five letters: "accelerating" for "acceleration") occurs in the ``window`` characters
-    before it. Nothing named, or lists that do not line up: ``numbers`` unchanged.
-    """
-    mentions = number_mentions(question)
-    words = _name_words(name)
-    if not words or len(mentions) != len(numbers):
-        return list(numbers)
-    q = question.lower()
-    named, rest = [], []
-    for n, (_text, pos) in zip(numbers, mentions):
-        before = q[max(0, pos - window) : pos]
-        hit = any(w in before or (len(w) > 5 and w[:5] in before) for w in words)
-        (named if hit else rest).append(n)
-    return named + rest
 
 
 _REST_RE = re.compile(r"\b(?:from|at)\s+rest\b|\b(?:is|was|gets|being)?\s*(?:dropped|released)\b|\bstarts?\s+(?:from\s+)?still\b", re.I)

@@ -309,14 +309,10 @@ def test_field_numbers_convert_percentages_and_units_for_the_argument():
     assert ungrounded_share({"inductance": 0.5}, schema, q) == 1.0
 
 
-def test_named_numbers_come_first_for_their_argument():
-    from router.values import named_first, number_mentions
+def test_number_mentions_give_offsets():
+    from router.values import number_mentions
 
     q = "an LC circuit with capacitance of 100µF and inductance of 50mH"
     assert number_mentions(q) == [("100", 34), ("50", 58)]
-    assert named_first(q, ["100", "0.05"], "inductance") == ["0.05", "100"]
-    assert named_first(q, ["100", "50"], "capacitance") == ["100", "50"]
-    assert named_first("accelerating at 2 m/s^2 for 5 s", ["2", "2", "5"], "acceleration")[0] == "2"  # a stem counts
-    assert named_first("5 and 7", ["5", "7"], "value") == ["5", "7"]  # a generic name: unchanged
-    assert named_first("5 and 7", ["5"], "inductance") == ["5"]  # lists that do not line up: unchanged
-    assert named_first(None, [], "x") == []
+    assert number_mentions("two numbers, 40 and 50") == [("40", 13), ("50", 20), ("2", 0)]
+    assert number_mentions(None) == []
