@@ -158,22 +158,26 @@ class JSONSchemaConstraint:
 
 
 def close_objects(schema: Any) -> Any:
-    """A copy of ``schema`` with ``additionalProperties: false`` on every object that does not set it."""
+    """A copy of ``schema`` with ``additionalProperties: false`` on every object with ``properties`` that does not set it.
+
+    An object schema without ``properties`` (a free-form map, e.g. ``{"math": 90}``) stays
+    open: closing it would allow only ``{}``.
+    """
     if isinstance(schema, list):
         return [close_objects(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out = {k: close_objects(v) for k, v in schema.items()}
-    if out.get("type") == "object" and "additionalProperties" not in out:
-        out["additionalProperties"] = False
+    if out.get("type") == "object" and "additionalProperties" not in out and "properties" in out:
+        out["additionalProperties"] = False  # an object without properties is a free-form map: left open
     return out
 
 
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?![\w.]))?")
 
 
 def number_spans(text: str) -> list[str]:
-    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8"`` → ``['-3', '1500', '9.8']``."""
+    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8, 1e-9"`` → ``['-3', '1500', '9.8', '1e-9']``."""
     return [m.group().replace(",", "") for m in _NUMBER_RE.finditer(text)]
 
 
@@ -204,6 +208,12 @@ class CopyBias:
             numbers not used yet.
         first_bonus: extra bonus for the first remaining number span in the source's order
             (arguments tend to take the question's numbers in order).
+        numbers: the number spans to copy, in the source's order, as JSON number text;
+            default :func:`number_spans` of ``source`` (a caller may pass normalised
+            numbers, e.g. ``"1 million"`` read as ``"1000000"``).
+        number_items: ``"json"`` mode for an array of numbers: the bias also proposes a
+            question number where an item starts (after ``[`` or ``,``), the first one not
+            yet written in the array getting ``first_bonus``.
 
     Call: ``bias(text_so_far, logits) -> logits`` (1-D tensor; a copy is changed).
     """
@@ -218,6 +228,8 @@ class CopyBias:
         end_ids: Sequence[int] = (),
         used_numbers: Sequence[str] = (),
         first_bonus: float = 0.0,
+        numbers: Sequence[str] | None = None,
+        number_items: bool = False,
     ) -> None:
         if mode not in ("string", "number", "json"):
             raise ValueError(f"mode must be 'string', 'number' or 'json', got {mode!r}")
@@ -227,7 +239,8 @@ class CopyBias:
         self.bonus = bonus
         self.end_ids = list(end_ids)
         self._first: dict[str, int | None] = {}
-        self.spans = number_spans(source)
+        self.spans = list(numbers) if numbers is not None else number_spans(source)
+        self.number_items = number_items
         for u in used_numbers:
             for i, sp in enumerate(self.spans):
                 if _same_number(sp, u):
@@ -245,7 +258,7 @@ class CopyBias:
     def _current(self, text: str, mode: str) -> str | None:
         """The part of the value being written that should match the source, or None if not inside one."""
         if mode == "number":
-            m = re.search(r"-?[\d.]*$", text)
+            m = re.search(r"-?[\d.]*(?:(?<=\d)[eE][-+]?\d*)?$", text)
             return m.group() if m else ""
         inside, start, esc = False, 0, False
         for i, ch in enumerate(text):
@@ -259,12 +272,15 @@ class CopyBias:
 
     def continuations(self, text: str) -> tuple[set[int], bool]:
         """(tokens that continue a source span after ``text``, whether a span may end here)."""
+        self._first_toks: set[int] = set()
         mode = self.mode
         if mode == "json":  # inside a string: string spans; in a started number: number spans
             if self._current(text, "string") is not None:
                 mode = "string"
-            elif re.search(r"[\s:\[,]-?\d[\d.]*$", text):
+            elif re.search(r"[\s:\[,]-?\d[\d.]*(?:[eE][-+]?\d*)?$", text):
                 mode = "number"
+            elif self.number_items and re.search(r"(?:^\s?\[|,\s?)$", text):
+                mode = "number"  # an array of numbers: the next item may start with a question number
             else:
                 return set(), False
         cur = self._current(text, mode)
@@ -273,19 +289,25 @@ class CopyBias:
         toks: set[int] = set()
         can_end = False
         if mode == "number":
-            self._first_tok = None
-            for k, span in enumerate(self.spans):
+            spans = list(self.spans)
+            if self.mode == "json":  # numbers already written in this value (earlier list items) are used
+                for done in number_spans(text[: len(text) - len(cur)]):
+                    for i, sp in enumerate(spans):
+                        if _same_number(sp, done):
+                            del spans[i]
+                            break
+            for k, span in enumerate(spans):
                 if span.startswith(cur):
                     rest = span[len(cur) :]
                     if rest:
                         firsts = [self._first_token(rest)]
-                        if not text:  # nothing written yet: the number may start with its space
+                        if not text or self.mode == "json" and not cur:  # the number may start with its space
                             firsts.append(self._first_token(" " + rest))
                         for t in firsts:
                             if t is not None:
                                 toks.add(t)
-                                if k == 0 and not cur:
-                                    self._first_tok = t
+                                if k == 0:  # the first unused number keeps its extra bonus to its end
+                                    self._first_toks.add(t)
                     elif cur:
                         can_end = True
             return toks, can_end
@@ -310,9 +332,10 @@ class CopyBias:
         for t in toks:
             if t < out.shape[0]:
                 out[t] += self.bonus
-        first = getattr(self, "_first_tok", None)
-        if first is not None and self.first_bonus and first < out.shape[0]:
-            out[first] += self.first_bonus
+        if self.first_bonus:
+            for first in getattr(self, "_first_toks", ()):
+                if first < out.shape[0]:
+                    out[first] += self.first_bonus
         if can_end:
             for t in self.end_ids:
                 if t < out.shape[0]:

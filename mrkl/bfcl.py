@@ -53,6 +53,7 @@ __all__ = [
     "Prediction",
     "evaluate",
     "format_table",
+    "mixed_functions",
 ]
 
 CATEGORIES = {"simple": "simple_python", "multiple": "multiple", "irrelevance": "irrelevance"}
@@ -411,12 +412,14 @@ class Prediction:
             question (nothing to parse). A reply in plain text where a call was expected
             counts as not valid (``json.loads`` fails on it).
         note: why no call was made (fallback, invalid output, ...).
+        timings: seconds per stage (mrkl: ``embedding_rank``, ``argument_decoding``).
     """
 
     call: tuple[str, dict[str, Any]] | None
     raw: str = ""
     valid_json: bool | None = None
     note: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _valid(expert: Expert, args: Any) -> bool:
@@ -431,22 +434,39 @@ class MRKLSystem:
     """mrkl's pipeline for BFCL: embedding ranking, constrained per-field arguments, calibrated none.
 
     1. The embedding router (:class:`router.embedding.EmbeddingRouter`, all-MiniLM-L6-v2)
-       ranks the question's functions; the best one is the candidate.
+       ranks the question's functions; the best one is the candidate — or, with a
+       calibrated rerank weight w > 0, the one of the top ``rerank_k`` with the best
+       ``cos − w·u``, u being its share of required arguments the question does not supply.
     2. The LLM router decodes its arguments one by one under each argument's JSON schema,
        with a copy bias toward the question, and keeps optional arguments only when
        grounded in the question (:class:`router.arguments.ConstrainedArguments`).
     3. "None" is scored alongside: the candidate is called only when
-       ``cos − λ·(share of required arguments not grounded in the question) ≥ τ``
+       ``cos − λ·u + μ·margin ≥ τ`` (u: share of required arguments not grounded in the
+       question; margin: over the runner-up function)
        (:class:`router.relevance.RelevanceGate`); otherwise the system falls back to the
-       language model and says why. λ and τ come from :meth:`calibrate`.
+       language model and says why. w, λ, μ and τ come from :meth:`calibrate`.
 
     Args:
         backend: the local model (TransformersBackend).
         embedding_router: an :class:`router.embedding.EmbeddingRouter`; default a new one.
         copy_bonus: see :class:`router.arguments.ConstrainedArguments`.
+        margin_weights: the grid for the gate's margin weight μ (:class:`router.relevance.RelevanceGate`);
+            ``(0.0,)`` turns the margin term off.
+        rerank_k: how many of the most similar functions are decoded and compared by
+            grounding when the calibrated rerank weight is above 0 (see :meth:`_choose`).
+        rerank_weights: the grid for that weight; ``(0.0,)`` turns the rerank off.
     """
 
-    def __init__(self, backend: Any, embedding_router: Any = None, *, copy_bonus: float = 4.0) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        embedding_router: Any = None,
+        *,
+        copy_bonus: float = 4.0,
+        margin_weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
+        rerank_k: int = 2,
+        rerank_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5),
+    ) -> None:
         from router.embedding import EmbeddingRouter
         from router.llm_router import LLMRouter
         from router.relevance import RelevanceGate
@@ -454,13 +474,29 @@ class MRKLSystem:
         self.arg_router = LLMRouter(backend, constrained=True, per_field=True, ground_optional=True, copy_bonus=copy_bonus, repair=False)
         self.router = embedding_router or EmbeddingRouter()
         self.gate = RelevanceGate()
+        self.margin_weights = tuple(margin_weights)
+        self.rerank_k = rerank_k
+        self.rerank_weights = tuple(rerank_weights)
+        self.rerank_weight = 0.0
+        self._cache: dict[tuple[str, str, str], tuple[dict[str, Any] | None, str, str | None, float]] = {}
         self.fit_report: dict[str, Any] = {}
 
     def _candidate(self, case: BFCLCase) -> tuple[list[BFCLExpert], BFCLExpert, float]:
+        exps, best, sim, _margin = self._ranked(case)
+        return exps, best, sim
+
+    def _ranking(self, case: BFCLCase) -> tuple[list[BFCLExpert], list[float]]:
+        """The question's functions as experts, best first, with their similarities."""
         exps = experts_for(case.functions)
         r = self.router.rank(case.question, exps)
-        best = next(e for e in exps if e.name == r.experts[0])
-        return exps, best, float(r.scores[0])
+        by_name = {e.name: e for e in exps}
+        return [by_name[n] for n in r.experts], [float(x) for x in r.scores]
+
+    def _ranked(self, case: BFCLCase) -> tuple[list[BFCLExpert], BFCLExpert, float, float]:
+        """``(experts, best, its similarity, margin over the runner-up)``; the margin is 0 with one function."""
+        ranked, scores = self._ranking(case)
+        margin = scores[0] - scores[1] if len(scores) > 1 else 0.0
+        return ranked, ranked[0], scores[0], margin
 
     def _arguments(self, case: BFCLCase, expert: BFCLExpert) -> tuple[dict[str, Any] | None, str, str | None]:
         _args, raw, err = self.arg_router.extract_args(case.question, expert)
@@ -468,47 +504,138 @@ class MRKLSystem:
             return None, raw, err
         return json.loads(raw), raw, None
 
+    def _decoded(self, case: BFCLCase, expert: BFCLExpert) -> tuple[dict[str, Any] | None, str, str | None, float]:
+        """Arguments of ``expert`` for the question and their ungrounded share (cached per question and function)."""
+        from router.relevance import ungrounded_share
+
+        key = (case.question, expert.function_name, json.dumps(expert.schema, sort_keys=True))
+        if key not in self._cache:
+            args, raw, err = self._arguments(case, expert)
+            self._cache[key] = (args, raw, err, ungrounded_share(args, expert.schema, case.question))
+        return self._cache[key]
+
+    def _choose(
+        self, case: BFCLCase, ranked: list[BFCLExpert], scores: list[float], weight: float
+    ) -> tuple[int, list[tuple[dict[str, Any] | None, str, str | None, float]]]:
+        """Index of the chosen function among the top ``rerank_k`` and each one's decoding.
+
+        With ``weight`` w > 0 and several functions, the top ``rerank_k`` by similarity are
+        each decoded and the one with the best ``cos − w·u`` is chosen (u: its share of
+        ungrounded required arguments): of two similar functions, the one whose
+        arguments the question supplies. With w = 0 only the best is decoded.
+        """
+        k = min(self.rerank_k, len(ranked)) if weight > 0 else 1
+        decoded = [self._decoded(case, e) for e in ranked[:k]]
+        combined = [scores[i] - weight * decoded[i][3] for i in range(k)]
+        return max(range(k), key=lambda i: (combined[i], -i)), decoded
+
     def calibrate(
         self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2, min_no_call: float | None = None
     ) -> dict[str, Any]:
-        """Fit the none score (λ, τ) on calibration cases (relevant: should call; irrelevant: should not).
+        """Fit the rerank weight w, then the none score (λ, μ, τ), on calibration cases.
 
-        Arguments are decoded for every case whose similarity reaches ``floor`` (below it,
-        the ungrounded share is taken as 1). ``min_no_call``: see :meth:`router.relevance.RelevanceGate.fit`.
+        w: among ``rerank_weights``, the one that picks the right function most often on
+        the relevant cases with several functions (ties: the smaller w; w = 0 keeps the
+        embedding's choice). (λ, μ, τ): relevant cases should call, irrelevant ones should
+        not. The irrelevant cases are used twice: as they are (one function each, as in
+        BFCL) and with the functions of the next two irrelevant cases mixed in
+        (:func:`mixed_functions`), so the margin weight μ is calibrated against questions
+        that should not call any of several functions too. Arguments are decoded for
+        every candidate whose similarity reaches ``floor`` (below it, the ungrounded share
+        is taken as 1). ``min_no_call``: see :meth:`router.relevance.RelevanceGate.fit`.
         """
-        from router.relevance import ungrounded_share
-
-        rows = []
-        for c, should in [(c, True) for c in relevant] + [(c, False) for c in irrelevant]:
+        ranked_cases = []
+        for c, should in [(c, True) for c in relevant] + [(c, False) for c in irrelevant] + [(c, False) for c in mixed_functions(irrelevant)]:
             try:
-                _exps, best, sim = self._candidate(c)
+                ranked, scores = self._ranking(c)
             except BFCLSchemaError:
                 continue
-            u = 1.0
-            if sim >= floor:
-                args, _raw, _err = self._arguments(c, best)
-                u = ungrounded_share(args, best.schema, c.question)
-            rows.append((sim, u, should))
-        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call)
+            ranked_cases.append((c, should, ranked, scores))
+        # 1. the rerank weight, on relevant cases with several functions and a known answer
+        multi = [(c, r, s) for c, should, r, s in ranked_cases if should and len(r) > 1 and c.ground_truth]
+        best_w, best_right = 0.0, -1
+        for w in sorted(set(self.rerank_weights)):
+            right = 0
+            for c, r, s in multi:
+                i, _dec = self._choose(c, r, s, w)
+                right += r[i].function_name == next(iter(c.ground_truth or {}))
+            if right > best_right:
+                best_w, best_right = w, right
+        self.rerank_weight = best_w
+        # 2. the none score, with the functions that weight chooses
+        rows = []
+        for c, should, r, s in ranked_cases:
+            if s[0] < floor:
+                rows.append((s[0], 1.0, should, s[0] - s[1] if len(s) > 1 else 0.0))
+                continue
+            i, dec = self._choose(c, r, s, self.rerank_weight)
+            margin = (s[0] - s[1] if len(s) > 1 else 0.0) if i == 0 else 0.0
+            rows.append((s[i], dec[i][3], should, margin))
+        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call, margin_weights=self.margin_weights)
+        self.fit_report["rerank_weight"] = self.rerank_weight
+        self.fit_report["rerank_right"] = f"{best_right}/{len(multi)}"
+        self._cache.clear()
         return self.fit_report
 
     def predict(self, case: BFCLCase) -> Prediction:
-        from router.relevance import ungrounded_share
+        t0 = time.perf_counter()
+        ranked, scores = self._ranking(case)
+        timings = {"embedding_rank": time.perf_counter() - t0}
+        margin = scores[0] - scores[1] if len(scores) > 1 else 0.0
+        best, sim = ranked[0], scores[0]
+        upper = self.gate.score(sim, 0.0, margin)
+        if upper < self.gate.threshold:  # the score can only go down from here
+            return Prediction(
+                None, "", None,
+                f"fallback to the language model: best {best.function_name} similarity {sim:.2f} "
+                f"(margin {margin:.2f}) scores {upper:.2f} < none {self.gate.threshold:.2f}", timings,
+            )
+        t1 = time.perf_counter()
+        try:
+            i, dec = self._choose(case, ranked, scores, self.rerank_weight)
+        finally:
+            self._cache.clear()
+        timings["argument_decoding"] = time.perf_counter() - t1
+        args, raw, err, u = dec[i]
+        chosen_margin = margin if i == 0 else 0.0
+        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u)
+        pred.timings = timings
+        return pred
 
-        _exps, best, sim = self._candidate(case)
-        if sim < self.gate.threshold:  # the score can only go down from here
-            return Prediction(None, "", None, f"fallback to the language model: best {best.function_name} similarity {sim:.2f} < none {self.gate.threshold:.2f}")
-        args, raw, err = self._arguments(case, best)
-        u = ungrounded_share(args, best.schema, case.question)
-        if not self.gate.accepts(sim, u):
+    def _decide(
+        self, best: BFCLExpert, sim: float, margin: float, args: dict[str, Any] | None, raw: str, err: str | None, u: float
+    ) -> Prediction:
+        if not self.gate.accepts(sim, u, margin):
             return Prediction(
                 None, raw, None,
-                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u):.2f} "
-                f"(similarity {sim:.2f}, ungrounded {u:.2f}) < none {self.gate.threshold:.2f}",
+                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin):.2f} "
+                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}) < none {self.gate.threshold:.2f}",
             )
         if err is not None or args is None:
             return Prediction(None, raw, False, f"arguments failed: {err}")
         return Prediction((best.function_name, args), raw, _valid(best, args))
+
+
+def mixed_functions(cases: Sequence[BFCLCase], extra: int = 2) -> list[BFCLCase]:
+    """Each case again, with the functions of the next ``extra`` cases (cyclically) added.
+
+    For calibration: irrelevance questions come with one function each, so these mixed
+    copies are should-not-call questions with several candidates (ids end in ``+mixed``).
+    Fewer than two cases give an empty list.
+    """
+    out: list[BFCLCase] = []
+    if len(cases) < 2:
+        return out
+    for i, c in enumerate(cases):
+        funcs = list(c.functions)
+        names = {f.get("name") for f in funcs if isinstance(f, dict)}
+        for j in range(1, extra + 1):
+            for f in cases[(i + j) % len(cases)].functions:
+                if isinstance(f, dict) and f.get("name") not in names:
+                    funcs.append(f)
+                    names.add(f.get("name"))
+        out.append(BFCLCase(c.id + "+mixed", c.question, funcs, None))
+    return out
 
 
 _NAIVE_SYSTEM = (
@@ -600,6 +727,7 @@ class CaseResult:
     call: Any
     reason: str
     raw: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -616,9 +744,18 @@ class Summary:
     seconds_per_question: float
     cases: list[CaseResult] = field(default_factory=list)
 
+    def stage_p50(self) -> dict[str, float]:
+        """Median seconds of each stage over the questions that reached it (mrkl only; empty for the baselines)."""
+        stages: dict[str, list[float]] = {}
+        for c in self.cases:
+            for k, v in c.timings.items():
+                stages.setdefault(k, []).append(v)
+        return {k: statistics.median(v) for k, v in stages.items()}
+
     def row(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("cases")
+        d["stage_p50_seconds"] = self.stage_p50()
         return d
 
 
@@ -669,6 +806,7 @@ def evaluate(
     calibrate_per_category: int = 20,
     min_no_call: float | None = None,
     progress: Any = None,
+    offset: int = 0,
 ) -> list[Summary]:
     """Run each system on each category (first ``limit`` questions) on one model.
 
@@ -677,7 +815,9 @@ def evaluate(
         data_dir: the BFCL folder.
         categories: names from :data:`CATEGORIES`.
         systems: names from ``("mrkl", "naive", "constrained")``.
-        limit: questions per category (the first ones); None for all.
+        limit: questions per category (the first ones after ``offset``); None for all.
+        offset: questions skipped at the start of each category (e.g. 40 with limit 40
+            evaluates questions 40..79, a second slice to check that a change generalises).
         calibrate_per_category: calibration questions per category for mrkl's none
             threshold (taken from the end of each file, disjoint from the evaluated ones).
         min_no_call: the no-call rate on calibration irrelevance questions the none score
@@ -688,17 +828,19 @@ def evaluate(
         One :class:`Summary` per (system, category), in that order.
 
     Raises:
-        MRKLError: unknown category or system, or unreadable data.
+        MRKLError: unknown category or system, a negative offset, or unreadable data.
     """
+    if offset < 0:
+        raise MRKLError(f"offset must be 0 or more, got {offset}")
     for s in systems:
         if s not in SYSTEMS:
             raise MRKLError(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
-    data = {c: load_cases(data_dir, c)[:limit] if limit else load_cases(data_dir, c) for c in categories}
+    data = {c: load_cases(data_dir, c)[offset : offset + limit] if limit else load_cases(data_dir, c)[offset:] for c in categories}
     built: dict[str, Any] = {}
     for s in systems:
         if s == "mrkl":
             m = MRKLSystem(backend)
-            rel, irr = calibration_split(data_dir, {c: len(v) for c, v in data.items()}, calibrate_per_category)
+            rel, irr = calibration_split(data_dir, {c: offset + len(v) for c, v in data.items()}, calibrate_per_category)
             if rel and irr:
                 m.calibrate(rel, irr, min_no_call=min_no_call)
             else:
@@ -727,7 +869,7 @@ def evaluate(
                     pred.valid_json = None  # no call was the right thing: nothing to parse
                 right, strict, expert_ok, reason = score_case(case, pred)
                 results.append(
-                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300])
+                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300], dict(pred.timings))
                 )
                 if progress:
                     progress(f"{s} {case.id}: {'ok' if right else 'MISS ' + reason}")
@@ -757,4 +899,9 @@ def format_table(rows: Sequence[Summary]) -> str:
         lines.append(
             f"{r.system:<12}{r.category:<13}{r.n:>5}{r.exact:>8.1%}{r.exact_strict:>8.1%}{r.expert:>8.1%}{r.valid_json:>12.1%}{r.seconds_per_question:>12.2f}"
         )
+    stages = [(r, r.stage_p50()) for r in rows if r.stage_p50()]
+    if stages:
+        lines += ["", "stage p50 (ms): " + "; ".join(
+            f"{r.system}/{r.category} " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in p.items()) for r, p in stages
+        )]
     return "\n".join(lines)

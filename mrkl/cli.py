@@ -183,6 +183,7 @@ def eval_bfcl(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each question's outcome."),
     calibrate: int = typer.Option(20, "--calibrate", min=1, help="Calibration questions per category for mrkl's none score (taken from the end of each file, never evaluated)."),
     none_target: Optional[float] = typer.Option(0.85, "--none-target", min=0.0, max=1.0, help="No-call rate on calibration irrelevance questions the none score must reach; 0 for balanced accuracy."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip the first N questions of each category (e.g. --offset 40 --limit 40: questions 40..79)."),
 ) -> None:
     """Score mrkl (and baselines) on BFCL with its AST rules: exact call, expert, valid JSON, s/question."""
     from mrkl.bfcl import CATEGORIES, evaluate, format_table
@@ -203,13 +204,13 @@ def eval_bfcl(
         model = TransformersBackend(backend)
         rows = evaluate(
             model, data, category, systems=["mrkl", *baseline], limit=limit, calibrate_per_category=calibrate,
-            min_no_call=none_target or None,
+            min_no_call=none_target or None, offset=offset,
             progress=(lambda line: typer.echo(line, err=True)) if verbose else None,
         )
     typer.echo(f"BFCL, model {model.name}")
     typer.echo(format_table(rows))
     if json_file:
-        payload = {"model": model.name, "limit": limit, "rows": [r.row() for r in rows],
+        payload = {"model": model.name, "limit": limit, "offset": offset, "rows": [r.row() for r in rows],
                    "cases": {f"{r.system}/{r.category}": [c.__dict__ for c in r.cases] for r in rows}}
         try:
             with open(json_file, "w", encoding="utf-8") as fh:

@@ -29,6 +29,16 @@ from typing import Any, Sequence
 from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
+from router.values import (
+    field_numbers,
+    implied_value,
+    is_expression_argument,
+    math_expressions,
+    normalize_expression,
+    number_text,
+    question_numbers,
+    unit_mismatch,
+)
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in"]
 
@@ -54,7 +64,7 @@ def _type_of(schema: dict[str, Any]) -> str | None:
     return t
 
 
-def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None) -> bool:
+def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None, number_words: bool = True) -> bool:
     """Whether an optional argument's value is supported by the question text.
 
     Args:
@@ -64,9 +74,13 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
             name, 4+ letters, appears in the question).
         used_numbers: numbers already taken by other arguments (a number is grounded
             only when the question writes it more often than it is already used).
+        number_words: count numbers written in words ("two"). The argument decoder passes
+            False for optional arguments: a word number is often a count of the values
+            the question lists ("the other two sides as 4 and 5"), not a value.
 
     Returns:
-        True for a number written in the question (by value), a string of 2+
+        True for a number the question states (by value; numbers in words, with scale
+        words and thousands separators count, see :func:`router.values.question_numbers`), a string of 2+
         characters that appears in the question (case-insensitive), ``True`` for a
         boolean named in the question, a non-empty list whose items are all grounded
         (numbers counted against ``used_numbers`` and the list's earlier items).
@@ -76,7 +90,7 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
         words = [w for w in re.split(r"[_\W]+", name.lower()) if len(w) >= 4]
         return value is True and any(w in q for w in words)
     if isinstance(value, (int, float)):
-        nums = [float(s) for s in number_spans(question)]
+        nums = [float(s) for s in question_numbers(question, words=number_words)]
         used = list(used_numbers or [])
         have = sum(1 for n in nums if math.isclose(n, float(value)))
         taken = sum(1 for n in used if math.isclose(n, float(value)))
@@ -86,7 +100,7 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     if isinstance(value, list):
         taken = list(used_numbers or [])
         for v in value:
-            if not grounded_in(v, question, name=name, used_numbers=taken):
+            if not grounded_in(v, question, name=name, used_numbers=taken, number_words=number_words):
                 return False
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 taken.append(float(v))
@@ -105,6 +119,69 @@ def _numbers_of(value: Any) -> list[float]:
     if isinstance(value, list):
         return [n for v in value for n in _numbers_of(v)]
     return []
+
+
+class ValueBudgetError(BackendError):
+    """The token budget ran out before a value was complete; :attr:`text` is what was written."""
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
+
+
+def _distinct_items(text: str) -> int:
+    """Distinct top-level items of a (possibly unfinished) JSON array text, at least 1."""
+    body = text.strip()
+    body = body[1:] if body.startswith("[") else body
+    items, depth, cur, in_str, esc = [], 0, "", False, False
+    for ch in body:
+        if in_str:
+            cur += ch
+            if ch == '"' and not esc:
+                in_str = False
+            esc = ch == "\\" and not esc
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    complete = {i for i in items if i}
+    return max(1, len(complete))
+
+
+def field_schema(schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    """The schema one argument is decoded under: a required array gets ``minItems: 1``, a
+    required free-form object (no ``properties``) ``minProperties: 1``.
+
+    A required list argument is almost never meant to be empty, and a small model under
+    a copy bias otherwise closes it at once (``[]``).
+    """
+    if required and _type_of(schema) == "array" and "minItems" not in schema:
+        return {**schema, "minItems": 1}
+    if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema:
+        return {**schema, "minProperties": 1}  # a required free-form map ({"math": 90, ...})
+    return schema
+
+
+def _pick_expression(value: Any, question: str) -> Any:
+    """A function/expression argument: the question's expression the decoded value refers to, in Python syntax."""
+    if not isinstance(value, str):
+        return value
+    exprs = math_expressions(question)
+    if not exprs:
+        return normalize_expression(value)
+    v = normalize_expression(value).replace(" ", "")
+    for e in exprs:
+        if e.replace(" ", "") in v or (v and v in e.replace(" ", "")):
+            return e
+    return exprs[0]
 
 
 def _num_text(x: float) -> str:
@@ -157,14 +234,19 @@ class ConstrainedArguments:
         if self.copy_bonus <= 0 or not question:
             return None
         t = _type_of(schema)
+        numbers = field_numbers(question, schema)  # 5% as 0.05, 50mH as 0.05 where the description asks for them
         if t in ("integer", "number"):
             return CopyBias(
                 self.backend.encode, question, mode="number", bonus=self.copy_bonus, end_ids=self._close_ids,  # type: ignore[attr-defined]
-                used_numbers=used, first_bonus=self.first_bonus,
+                used_numbers=used, first_bonus=self.first_bonus, numbers=numbers,
             )
         if t == "string":
             return CopyBias(self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
-        return CopyBias(self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
+        return CopyBias(
+            self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids,  # type: ignore[attr-defined]
+            used_numbers=used, first_bonus=self.first_bonus, numbers=numbers,
+            number_items=t == "array" and _type_of(schema.get("items") or {}) in ("integer", "number"),
+        )
 
     def decode(
         self,
@@ -196,7 +278,7 @@ class ConstrainedArguments:
         budget = max_new_tokens or self.max_value_tokens
         text = self.backend.generate(prompt, max_new_tokens=budget, logits_hook=hook)  # type: ignore[call-arg]
         if not hook.accepted:
-            raise BackendError(f"argument value not complete within {budget} tokens: {text[:80]!r}")
+            raise ValueBudgetError(f"argument value not complete within {budget} tokens: {text[:80]!r}", text)
         if terminators:
             text = text.rstrip()
             for t in terminators:
@@ -207,6 +289,28 @@ class ConstrainedArguments:
             return json.loads(text), text
         except ValueError as exc:  # cannot happen under the grammar; kept as a guard
             raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
+
+    def _decode_field(self, running: str, schema: dict[str, Any], question: str, used: list[float]) -> tuple[Any, str]:
+        """One argument's value. When the budget runs out (a repetition loop): an array is decoded
+        again with ``maxItems`` set to the distinct items it had written; a free-form object
+        again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too."""
+        nums = [_num_text(u) for u in used]
+        try:
+            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums)
+        except ValueBudgetError as exc:
+            t = _type_of(schema)
+            if t == "array" and "maxItems" not in schema:
+                k = _distinct_items(exc.text)
+                capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
+                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums)
+            if t == "object" and "properties" not in schema and not isinstance(schema.get("additionalProperties"), dict):
+                # a free-form map that nests without end: flat scalar values, a few keys; else {}
+                flat = {**schema, "additionalProperties": {"type": ["string", "number", "boolean"]}, "maxProperties": 8}
+                try:
+                    return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums)
+                except ValueBudgetError:
+                    return self.decode(running, {"type": "object", "maxProperties": 0}, question, terminators=(",", "}"))
+            raise
 
     def extract(
         self,
@@ -247,22 +351,31 @@ class ConstrainedArguments:
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             running += ("" if first else ",") + (" " if not first else "") + json.dumps(name) + ":"
             first = False
+            implied = implied_value(name, sub_schema, question) if _type_of(sub_schema) in ("integer", "number") else None
             try:
-                value, text = self.decode(
-                    running, sub_schema, question, terminators=(",", "}"), used_numbers=[_num_text(u) for u in used]
-                )
+                if implied is not None:  # the question implies it ("dropped" → initial velocity 0)
+                    value = int(implied) if _type_of(sub_schema) == "integer" else implied
+                    text = " " + number_text(value)
+                else:
+                    value, text = self._decode_field(running, field_schema(sub_schema, name in required), question, used)
             except BackendError:
                 if name in required:
                     raise
                 running = running[: running.rfind(json.dumps(name))].rstrip(", ")
                 first = running.endswith("{")
                 continue
+            if is_expression_argument(name, sub_schema):
+                picked = _pick_expression(value, question)
+                if picked != value:
+                    value, text = picked, " " + json.dumps(picked, ensure_ascii=False)
             running += text if text.startswith(" ") else " " + text
             if isinstance(value, bool) and not grounded_in(value, question, name=name):
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
-            keep = name in required or not ground_optional or grounded_in(value, question, name=name, used_numbers=used)
+            keep = name in required or not ground_optional or (
+                grounded_in(value, question, name=name, used_numbers=used, number_words=False) and not unit_mismatch(name, sub_schema, value)
+            )
             if keep:
                 args[name] = value
                 used.extend(_numbers_of(value))

@@ -8,24 +8,31 @@ function's required arguments are nowhere in the question.
 
 :class:`RelevanceGate` scores the best expert as
 
-    s = cos(question, expert) − λ · u
+    s = cos(question, expert) − λ · u + μ · m
 
-where ``cos`` is the embedding router's similarity and ``u`` the share of the expert's
+where ``cos`` is the embedding router's similarity, ``u`` the share of the expert's
 required (non-boolean) arguments whose decoded values are not grounded in the question
-(:func:`router.arguments.grounded_in`). "None" is the option with the constant score τ;
-the expert is called only when ``s ≥ τ``. :meth:`RelevanceGate.fit` picks (λ, τ) on
-labelled examples by balanced accuracy of call / no-call, the same criterion the
-embedding router's own ``fit`` uses for τ alone.
+(:func:`router.arguments.grounded_in`), and ``m`` the *margin* of the best expert over the
+runner-up (``cos₁ − cos₂``; 0 when there is only one candidate): a question that
+clearly prefers one of several experts speaks of that expert. "None" is the option
+with the constant score τ; the expert is called only when ``s ≥ τ``.
+:meth:`RelevanceGate.fit` picks (λ, μ, τ) on labelled examples by balanced accuracy of
+call / no-call (or at an operating point), the same criterion the embedding router's
+own ``fit`` uses for τ alone. To calibrate μ honestly the labelled examples must include
+should-not-call questions with several candidates too (see
+:meth:`mrkl.bfcl.MRKLSystem.calibrate`, which mixes other questions' functions in).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from router.arguments import grounded_in
+from router.arguments import _numbers_of, grounded_in
+from router.values import field_numbers, implied_value, is_expression_argument, math_expressions, question_numbers
 
 __all__ = ["RelevanceGate", "ungrounded_share"]
 
@@ -33,7 +40,10 @@ __all__ = ["RelevanceGate", "ungrounded_share"]
 def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], question: str) -> float:
     """Share (0..1) of the schema's required non-boolean arguments not grounded in ``question``.
 
-    A required argument missing from ``args`` counts as ungrounded; ``args=None`` (no
+    A number grounds one argument per time the question writes it (``"bx + c = 0"`` grounds
+    one of ``a``, ``b``, ``c`` with 0, not all three). A value counts as grounded when the question writes it (:func:`router.arguments.grounded_in`)
+    or means it (an implied number, or the question's expression in Python syntax; see
+    :mod:`router.values`). A required argument missing from ``args`` counts as ungrounded; ``args=None`` (no
     arguments could be decoded) gives 1.0; a schema without such arguments gives 0.0.
     """
     req = [k for k in schema.get("required", []) if (schema.get("properties", {}).get(k) or {}).get("type") != "boolean"]
@@ -42,42 +52,68 @@ def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], questi
     if args is None:
         return 1.0
     bad = 0
+    props = schema.get("properties", {})
+    used: list[float] = []
     for k in req:
-        if k not in args or not grounded_in(args[k], question, name=k, used_numbers=None):
+        if k not in args:
+            bad += 1
+        elif grounded_in(args[k], question, name=k, used_numbers=used):
+            used.extend(_numbers_of(args[k]) if not isinstance(args[k], str) else [])
+        elif not _normalised_from(k, props.get(k), args[k], question):
             bad += 1
     return bad / len(req)
 
 
+def _normalised_from(name: str, prop: Any, value: Any, question: str) -> bool:
+    """True when ``value`` is what the question means though it does not write it: an implied
+    number ("dropped" → initial velocity 0), a number converted to the argument's unit or
+    from a percentage (:func:`router.values.field_numbers`), or the question's math
+    expression in Python syntax."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        implied = implied_value(name, prop if isinstance(prop, dict) else None, question)
+        if implied is not None and float(implied) == float(value):
+            return True
+        converted = field_numbers(question, prop if isinstance(prop, dict) else None)
+        return any(math.isclose(float(n), float(value)) for n in converted if n not in question_numbers(question))
+    if isinstance(value, str) and is_expression_argument(name, prop if isinstance(prop, dict) else None):
+        return value in math_expressions(question)
+    return False
+
+
 @dataclass
 class RelevanceGate:
-    """Call the best expert only when ``cos − λ·u ≥ τ`` (see the module docstring).
+    """Call the best expert only when ``cos − λ·u + μ·m ≥ τ`` (see the module docstring).
 
     Attributes:
         weight: λ, the penalty per unit of ungrounded share.
         threshold: τ, the score of "none".
+        margin_weight: μ, the bonus per unit of margin over the runner-up expert (0: off).
         report: what :meth:`fit` measured (n, balanced accuracy, call rates).
     """
 
     weight: float = 0.3
     threshold: float = 0.35
     report: dict[str, Any] = field(default_factory=dict)
+    margin_weight: float = 0.0
 
-    def score(self, similarity: float, ungrounded: float) -> float:
-        """The expert's score ``cos − λ·u``."""
-        return float(similarity) - self.weight * float(ungrounded)
+    def score(self, similarity: float, ungrounded: float, margin: float = 0.0) -> float:
+        """The expert's score ``cos − λ·u + μ·m`` (``margin`` m ≥ 0; a negative or non-finite one counts as 0)."""
+        m = float(margin) if np.isfinite(margin) and margin > 0 else 0.0
+        return float(similarity) - self.weight * float(ungrounded) + self.margin_weight * m
 
-    def accepts(self, similarity: float, ungrounded: float) -> bool:
+    def accepts(self, similarity: float, ungrounded: float, margin: float = 0.0) -> bool:
         """True when the expert's score beats "none"."""
-        return self.score(similarity, ungrounded) >= self.threshold
+        return self.score(similarity, ungrounded, margin) >= self.threshold
 
     def fit(
         self,
-        rows: Sequence[tuple[float, float, bool]],
+        rows: Sequence[tuple[float, float, bool] | tuple[float, float, bool, float]],
         weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6),
         *,
         min_no_call: float | None = None,
+        margin_weights: Sequence[float] = (0.0,),
     ) -> dict[str, Any]:
-        """Pick (λ, τ) on labelled questions.
+        """Pick (λ, μ, τ) on labelled questions.
 
         Without ``min_no_call``: maximise the balanced accuracy of call / no-call. With it
         (an operating point, like choosing a precision target): among the (λ, τ) whose
@@ -86,9 +122,12 @@ class RelevanceGate:
         accuracy); if none reaches it, fall back to balanced accuracy.
 
         Args:
-            rows: ``(similarity, ungrounded share, should call)`` per labelled question.
+            rows: ``(similarity, ungrounded share, should call)`` or ``(similarity,
+                ungrounded share, should call, margin)`` per labelled question.
             weights: the λ grid; τ is searched over the midpoints between the sorted scores.
             min_no_call: the wanted no-call rate on irrelevant questions (0..1), or None.
+            margin_weights: the μ grid (default ``(0.0,)``: no margin term). Ties go to the
+                earlier grid values, so list 0 first to prefer the simpler gate.
 
         Returns:
             The report (also kept in :attr:`report`).
@@ -98,33 +137,41 @@ class RelevanceGate:
         """
         if not rows:
             raise ValueError("RelevanceGate.fit needs labelled rows")
+        if any(len(r) not in (3, 4) for r in rows):
+            raise ValueError("RelevanceGate.fit rows are (similarity, ungrounded, should_call[, margin])")
         sim = np.array([r[0] for r in rows], dtype=float)
         ung = np.array([r[1] for r in rows], dtype=float)
         y = np.array([bool(r[2]) for r in rows])
+        mar = np.array([r[3] if len(r) == 4 else 0.0 for r in rows], dtype=float)
+        mar = np.where(np.isfinite(mar) & (mar > 0), mar, 0.0)
+        if not (np.isfinite(sim).all() and np.isfinite(ung).all()):
+            raise ValueError("RelevanceGate.fit needs finite similarities and ungrounded shares")
         if y.all() or (~y).all():
             raise ValueError("RelevanceGate.fit needs questions that should and should not call an expert")
-        best = (-1.0, 0.0, 0.0)
-        target: tuple[float, float, float, float] | None = None  # (call rate, bacc, λ, τ)
-        for lam in weights:
-            s = sim - lam * ung
-            cand = np.unique(s)
-            taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
-            for tau in taus:
-                call = s >= tau
-                rel, irr = float(call[y].mean()), float((~call[~y]).mean())
-                bacc = 0.5 * (rel + irr)
-                if bacc > best[0] + 1e-12:
-                    best = (float(bacc), float(lam), float(tau))
-                if min_no_call is not None and irr >= min_no_call - 1e-12:
-                    if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
-                        target = (rel, bacc, float(lam), float(tau))
+        best = (-1.0, 0.0, 0.0, 0.0)  # (bacc, λ, τ, μ)
+        target: tuple[float, float, float, float, float] | None = None  # (call rate, bacc, λ, τ, μ)
+        for mu in margin_weights:
+            for lam in weights:
+                s = sim - lam * ung + mu * mar
+                cand = np.unique(s)
+                taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
+                for tau in taus:
+                    call = s >= tau
+                    rel, irr = float(call[y].mean()), float((~call[~y]).mean())
+                    bacc = 0.5 * (rel + irr)
+                    if bacc > best[0] + 1e-12:
+                        best = (float(bacc), float(lam), float(tau), float(mu))
+                    if min_no_call is not None and irr >= min_no_call - 1e-12:
+                        if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
+                            target = (rel, bacc, float(lam), float(tau), float(mu))
         if target is not None:
-            best = (target[1], target[2], target[3])
-        self.weight, self.threshold = best[1], best[2]
-        call = (sim - self.weight * ung) >= self.threshold
+            best = (target[1], target[2], target[3], target[4])
+        self.weight, self.threshold, self.margin_weight = best[1], best[2], best[3]
+        call = (sim - self.weight * ung + self.margin_weight * mar) >= self.threshold
         self.report = {
             "n": int(len(rows)),
             "weight": self.weight,
+            "margin_weight": self.margin_weight,
             "threshold": self.threshold,
             "balanced_accuracy": best[0],
             "objective": "balanced accuracy" if target is None else f"most calls with no-call >= {min_no_call}",

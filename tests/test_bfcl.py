@@ -221,3 +221,110 @@ def test_mrkl_falls_back_on_a_question_in_another_language_or_off_topic(smollm2)
         assert pred.call is None and pred.note.startswith("fallback to the language model"), pred
     pred = system.predict(BFCLCase("y", "Area of a triangle with base 10 and height 5", [AREA], GT))
     assert pred.call == ("geometry.area", {"base": 10, "height": 5.0}) and pred.valid_json
+
+
+def test_offset_evaluates_a_later_slice(bfcl_dir, scripted):
+    backend = scripted()
+    backend.chat = lambda messages, **kw: '{"name": "geometry.area", "arguments": {"base": 3, "height": 2}}'
+    rows = evaluate(backend, bfcl_dir, ["simple"], systems=["naive"], limit=1, offset=1)
+    assert [c.id for c in rows[0].cases] == ["simple_python_1"] and rows[0].exact == 1.0
+    assert evaluate(backend, bfcl_dir, ["simple"], systems=["naive"], offset=5)[0].n == 0  # past the end: nothing
+    with pytest.raises(MRKLError, match="offset"):
+        evaluate(backend, bfcl_dir, ["simple"], systems=["naive"], offset=-1)
+
+
+def test_stage_p50_is_printed_for_timed_systems():
+    from mrkl.bfcl import CaseResult, Summary
+
+    cases = [CaseResult(f"s{i}", True, True, True, True, 0.1, None, "", timings={"embedding_rank": t, "argument_decoding": 2 * t})
+             for i, t in enumerate([0.01, 0.02, 0.03])]
+    row = Summary("mrkl", "simple", 3, 1.0, 1.0, 1.0, 1.0, 0.1, cases)
+    assert row.stage_p50() == {"embedding_rank": 0.02, "argument_decoding": 0.04}
+    assert row.row()["stage_p50_seconds"]["argument_decoding"] == 0.04
+    text = format_table([row, Summary("naive", "simple", 0, 0, 0, 0, 1.0, 0.0)])
+    assert "mrkl/simple embedding_rank 20, argument_decoding 40" in text and "naive/simple" not in text
+
+
+def _fn(name, desc, props, required):
+    return {"name": name, "description": desc,
+            "parameters": {"type": "dict", "properties": {p: {"type": t} for p, t in props.items()}, "required": required}}
+
+
+BY_DATE = _fn("weather.by_coordinates_date", "Historical weather by coordinates and date.", {"coordinates": "string", "date": "string"}, ["coordinates", "date"])
+FORECAST = _fn("weather.forecast", "Weather forecast for coordinates.", {"coordinates": "string", "days_ahead": "integer"}, ["coordinates", "days_ahead"])
+ROOTS = _fn("find_roots", "Roots of ax^2 + bx + c = 0.", {"a": "float", "b": "float", "c": "float"}, ["a", "b", "c"])
+
+
+class _FakeRanker:
+    """An embedding router stand-in: fixed similarities per (question, function name)."""
+
+    def __init__(self, sims):
+        self.sims = sims
+
+    def rank(self, question, experts):
+        from router.embedding import Ranking
+
+        scored = sorted(((self.sims[(question, e.function_name)], e.name) for e in experts), reverse=True)
+        return Ranking([n for _s, n in scored], [s for s, _n in scored])
+
+
+def _fake_system(sims, args, **kw):
+    """MRKLSystem with a fake ranker and fixed decoded arguments per function (no model)."""
+    from mrkl.bfcl import MRKLSystem
+    from router.relevance import RelevanceGate
+
+    class Fake(MRKLSystem):
+        def __init__(self):  # noqa: D107 - the parts MRKLSystem.__init__ builds, without a model
+            self.router, self.gate, self.fit_report, self._cache = _FakeRanker(sims), RelevanceGate(), {}, {}
+            self.margin_weights = kw.get("margin_weights", (0.0,))
+            self.rerank_k, self.rerank_weights, self.rerank_weight = 2, kw.get("rerank_weights", (0.0, 0.1, 0.3)), 0.0
+            self.decodes = 0
+
+        def _arguments(self, case, expert):
+            self.decodes += 1
+            a = args[(case.question, expert.function_name)]
+            return a, json.dumps(a), None
+
+    return Fake()
+
+
+def test_rerank_by_grounding_is_calibrated_and_picks_the_supplied_function():
+    q1, q2 = "Weather at 46.6,1.9 on 2019-12-13?", "Temperature at 40.7,-74.0 on 2020-01-05?"
+    q3, q4 = "Roots of bx + c = 0?", "Best way to cut CO2?"
+    sims = {(q1, "weather.forecast"): 0.50, (q1, "weather.by_coordinates_date"): 0.48,
+            (q2, "weather.forecast"): 0.56, (q2, "weather.by_coordinates_date"): 0.49,
+            (q3, "find_roots"): 0.6, (q4, "find_roots"): 0.1}
+    args = {(q1, "weather.forecast"): {"coordinates": "46.6,1.9", "days_ahead": 7},
+            (q1, "weather.by_coordinates_date"): {"coordinates": "46.6,1.9", "date": "2019-12-13"},
+            (q2, "weather.forecast"): {"coordinates": "40.7,-74.0", "days_ahead": 3},
+            (q2, "weather.by_coordinates_date"): {"coordinates": "40.7,-74.0", "date": "2020-01-05"},
+            (q3, "find_roots"): {"a": 0, "b": 0, "c": 0}, (q4, "find_roots"): {"a": 1, "b": 2, "c": 3}}
+    gt = {"weather.by_coordinates_date": {"coordinates": ["46.6,1.9"], "date": ["2019-12-13"]}}
+    rel = [BFCLCase("multiple_1", q2, [FORECAST, BY_DATE], {"weather.by_coordinates_date": {}})]
+    irr = [BFCLCase("irrelevance_0", q3, [ROOTS], None), BFCLCase("irrelevance_1", q4, [ROOTS], None)]
+    system = _fake_system(sims, args)
+    report = system.calibrate(rel, irr)
+    assert system.rerank_weight == 0.3 and report["rerank_right"] == "1/1"  # 0.1 cannot flip 0.56 vs 0.49 (u 0.5): 0.3 can
+    pred = system.predict(BFCLCase("multiple_0", q1, [FORECAST, BY_DATE], gt))
+    assert pred.call == ("weather.by_coordinates_date", args[(q1, "weather.by_coordinates_date")])
+    assert set(pred.timings) == {"embedding_rank", "argument_decoding"}
+    # without the rerank the embedding's first choice stands, and only it is decoded
+    plain = _fake_system(sims, args, rerank_weights=(0.0,))
+    plain.calibrate(rel, irr)
+    plain.decodes = 0
+    pred = plain.predict(BFCLCase("multiple_0", q1, [FORECAST, BY_DATE], gt))
+    assert plain.rerank_weight == 0.0 and plain.decodes == 1
+    assert (pred.call or ("",))[0] == "weather.forecast" or "weather.forecast" in pred.note
+
+
+def test_gate_declines_an_on_topic_function_whose_numbers_the_question_lacks():
+    q_ok, q_bad, q_off = "Roots of 2x^2 + 3x + 1 = 0 with a=2, b=3, c=1", "Roots of bx + c = 0?", "Who wrote Hamlet?"
+    sims = {(q_ok, "find_roots"): 0.6, (q_bad, "find_roots"): 0.62, (q_off, "find_roots"): 0.05}
+    args = {(q_ok, "find_roots"): {"a": 2, "b": 3, "c": 1}, (q_bad, "find_roots"): {"a": 0, "b": 0, "c": 0},
+            (q_off, "find_roots"): {"a": 1, "b": 1, "c": 1}}
+    system = _fake_system(sims, args)
+    system.calibrate([BFCLCase("s0", q_ok, [ROOTS], {"find_roots": {}})], [BFCLCase("i0", q_bad, [ROOTS], None), BFCLCase("i1", q_off, [ROOTS], None)])
+    assert system.gate.weight > 0
+    assert system.predict(BFCLCase("s0", q_ok, [ROOTS], None)).call is not None
+    bad = system.predict(BFCLCase("i0", q_bad, [ROOTS], None))
+    assert bad.call is None and "ungrounded 0.67" in bad.note

@@ -1,0 +1,386 @@
+"""Value normalisation for argument extraction: the numbers a question states, implied values, math expressions.
+
+A small model copies what the question writes; the question does not always write the
+value a function wants. This module reads the values a question *means*:
+
+* :func:`question_numbers` — every number the question states, in order, as JSON number
+  text: digits (``1,000,000`` → ``1000000``, ``1e-9``), digits with a scale word or a
+  currency suffix (``1 million``, ``2.5 billion``, ``$1M``, ``3bn`` → ``1000000``,
+  ``2500000000``, ...) and numbers written in English words (``zero``, ``twenty five``,
+  ``one hundred and five``, ``a dozen``; a lone ``one`` is not read as a number, as in
+  "which one", following text2num's rule for isolated small words).
+* :func:`field_numbers` — the question's numbers as one argument wants them: ``5%`` as
+  ``0.05`` where the description asks for a decimal rate, ``50mH`` as ``0.05`` where it
+  asks for henries (pint).
+* :func:`implied_value` — a value a phrase implies for a numeric argument without
+  writing it: an *initial* velocity or speed is 0 when the question says the object
+  starts "from rest", "at rest", is "dropped" or "released" (the kinematics convention).
+* :func:`unit_mismatch` — a unit argument whose value is a unit of another kind than its
+  documented default (pint dimensionality): "50 kilometers" does not ground
+  ``unit="kilometers"`` where the default is ``km/h``.
+* :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
+  the question (``y = 3x^2 + 2x - 1``), with its right-hand side taken when the left is a
+  lone variable or ``f(x)``, written in Python syntax (``^`` → ``**``), for a string
+  argument that asks for a function or expression (:func:`is_expression_argument`).
+
+Everything here is pure text processing (no model), deterministic and total: bad input
+(not a string, empty text) gives an empty result, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+__all__ = [
+    "question_numbers",
+    "implied_value",
+    "math_expressions",
+    "is_expression_argument",
+    "normalize_expression",
+    "number_text",
+    "unit_mismatch",
+    "field_numbers",
+    "described_unit",
+    "number_mentions",
+]
+
+_UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+_TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_SUFFIX_SCALES = {"k": 10**3, "m": 10**6, "mn": 10**6, "b": 10**9, "bn": 10**9, "t": 10**12, "tn": 10**12}
+_WORDS = [*_UNITS, *_TEENS, *_TENS, *_SCALES, "hundred", "dozen"]
+_W = "|".join(sorted(_WORDS, key=len, reverse=True))
+
+_DIGITS = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_TOKEN_RE = re.compile(
+    r"(?P<cur>[$€£¥])?\s?(?<![\w.])(?P<num>" + _DIGITS + r")(?![\w.]\d)"
+    r"(?:\s*(?P<suffix>mn|bn|tn|[kKmMbBtT])\b|\s+(?P<scale>thousand|million|billion|trillion|hundred|dozen)\b)?"
+    r"|(?P<words>\b(?:an?\s+(?=(?:hundred|thousand|million|billion|trillion|dozen)\b))?(?:" + _W + r")\b(?:(?:\s+(?:and\s+)?|-)(?:" + _W + r")\b)*)",
+    re.I,
+)
+
+
+def number_text(x: float | int) -> str:
+    """JSON text of a number: integral values without a fraction (``1000000``), others by ``repr`` (``1e-09``, ``2.5``)."""
+    xf = float(x)
+    if math.isfinite(xf) and xf.is_integer() and abs(xf) < 1e16:
+        return str(int(xf))
+    return repr(xf)
+
+
+def _words_value(text: str) -> float | None:
+    """Value of a run of English number words (``"twenty five"`` → 25, ``"a million"`` → 1e6), or None."""
+    words = [w for w in re.split(r"[\s-]+", text.lower()) if w and w != "and"]
+    if words and words[0] in ("a", "an"):
+        words[0] = "one"
+    total, group, seen = 0, 0, False
+    for w in words:
+        if w in _UNITS:
+            group += _UNITS[w]
+        elif w in _TEENS:
+            group += _TEENS[w]
+        elif w in _TENS:
+            group += _TENS[w]
+        elif w == "hundred":
+            group = (group or 1) * 100
+        elif w == "dozen":
+            group = (group or 1) * 12
+        elif w in _SCALES:
+            total += (group or 1) * _SCALES[w]
+            group = 0
+        else:
+            return None
+        seen = True
+    return float(total + group) if seen else None
+
+
+def question_numbers(text: Any, *, words: bool = True) -> list[str]:
+    """The numbers ``text`` states, in order of appearance, as JSON number text.
+
+    Examples: ``"a=-3, 1,500 and 9.8"`` → ``['-3', '1500', '9.8']``; ``"$1M in year one
+    and 2.5 billion later"`` → ``['1000000', '2500000000']`` (``year one``: a lone
+    ``one`` is not a number); ``"twenty five apples, zero pears"`` → ``['25', '0']``; ``"two numbers, 40 and 50"`` → ``['40', '50', '2']``;
+    ``"a charge of 1e-9"`` → ``['1e-09']``.
+
+    Numbers written in digits come first, in order, then those written in words: a word
+    number is often a count of the values that follow ("the GCD of two numbers, 40 and
+    50"), so it must not take the first place the copy bias favours.
+
+    Args:
+        text: the question.
+        words: also read numbers written in words (False: digits only, with scales).
+
+    Returns:
+        A list of strings (empty for text without numbers or for a non-string).
+    """
+    return [n for n, _pos in number_mentions(text, words=words)]
+
+
+def number_mentions(text: Any, *, words: bool = True) -> list[tuple[str, int]]:
+    """:func:`question_numbers` with where each number starts in ``text``: ``[(number text, offset), ...]``."""
+    if not isinstance(text, str) or not text:
+        return []
+    out: list[tuple[str, int]] = []
+    words_out: list[tuple[str, int]] = []
+    for m in _TOKEN_RE.finditer(text):
+        if m.group("num") is not None:
+            pos = m.start("num")
+            raw = m.group("num").replace(",", "")
+            try:
+                value = float(raw)
+            except ValueError:  # pragma: no cover - the pattern only matches numbers
+                continue
+            suffix, scale = m.group("suffix"), m.group("scale")
+            if scale:
+                value *= 100 if scale.lower() == "hundred" else 12 if scale.lower() == "dozen" else _SCALES[scale.lower()]
+            elif suffix and (m.group("cur") or len(suffix) == 2):
+                # "$1M", "€3k", "2bn": a scale; a bare "5m" / "3t" is a unit (metres, tonnes), left alone
+                value *= _SUFFIX_SCALES[suffix.lower()]
+            else:
+                out.append((raw, pos))  # a plain number: exactly as written (thousands separators dropped)
+                continue
+            out.append((number_text(value), pos))
+        else:
+            spelled = m.group("words")
+            if spelled.strip().lower() in ("one", "a", "an"):
+                continue  # "which one", "one of": not a number
+            if text[m.end() : m.end() + 1] == "-" and text[m.end() + 1 : m.end() + 2].isalpha():
+                continue  # a compound modifier: "two-sample", "six-sided"
+            value = _words_value(spelled)
+            if value is not None:
+                words_out.append((number_text(value), m.start("words")))
+    return out + words_out if words else out
+
+
+_REST_RE = re.compile(r"\b(?:from|at)\s+rest\b|\b(?:is|was|gets|being)?\s*(?:dropped|released)\b|\bstarts?\s+(?:from\s+)?still\b", re.I)
+_INITIAL_RE = re.compile(r"initial|start", re.I)
+_MOTION_RE = re.compile(r"velocity|speed", re.I)
+
+
+def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
+    """A value the question implies for a numeric argument without writing it, or None.
+
+    The one rule (kinematics): an argument whose name or description speaks of an
+    *initial* (or starting) *velocity* / *speed* is ``0`` when the question says the
+    object starts from rest, is at rest, or is dropped / released — unless the question
+    also writes the initial velocity as a number right after the words "initial
+    velocity"/"initial speed".
+
+    Args:
+        name: the argument's name.
+        schema: its JSON schema (the description is read); may be None.
+        question: the user's question.
+
+    Returns:
+        The implied number, or None when nothing is implied (or input is not text).
+    """
+    if not isinstance(question, str) or not isinstance(name, str):
+        return None
+    desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
+    label = name.replace("_", " ") + " " + desc
+    if not (_INITIAL_RE.search(name.replace("_", " ")) or _INITIAL_RE.search(desc)) or not _MOTION_RE.search(label):
+        return None
+    if re.search(r"\b(?:initial|starting)\s+(?:velocity|speed)\s+(?:of|is|=|:)?\s*-?\d", question, re.I):
+        return None
+    return 0.0 if _REST_RE.search(question) else None
+
+
+# ------------------------------------------------------------------ expressions
+_EXPR_ARG_RE = re.compile(r"\b(?:function|expression|equation|polynomial|formula|func|integrand)s?\b", re.I)
+_MATH_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<fn>sin|cos|tan|exp|log|ln|sqrt|abs)(?=\s*\()|(?P<var>(?<![A-Za-z])[a-z](?![A-Za-z']))"
+    r"|(?P<op>\*\*|[-+*/^])|(?P<lp>\()|(?P<rp>\))|(?P<eq>=))"
+)
+
+
+def is_expression_argument(name: str, schema: dict[str, Any] | None) -> bool:
+    """True for a string argument that holds a mathematical function or expression (by its name or description)."""
+    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+        return False
+    return bool(_EXPR_ARG_RE.search(str(name).replace("_", " ")) or _EXPR_ARG_RE.search(str(schema.get("description", ""))))
+
+
+def _is_math(tokens: list[tuple[str, str]]) -> bool:
+    kinds = [k for k, _ in tokens]
+    if "var" not in kinds:
+        return False
+    has_op = any(k == "op" for k in kinds)
+    coeff = any(a == "num" and b == "var" for a, b in zip(kinds, kinds[1:]))  # "3x"
+    return has_op or coeff or "fn" in kinds
+
+
+def math_expressions(question: Any) -> list[str]:
+    """Mathematical expressions written in ``question``, in order, in Python syntax.
+
+    A run of numbers, one-letter variables, operators, parentheses and function names
+    (sin, cos, exp, log, sqrt, ...) that holds a variable and an operator (or a
+    coefficient like ``3x``). ``y = E`` or ``f(x) = E`` gives ``E``; an assignment such as
+    ``x = 3`` (no variable on the right) is not an expression. ``^`` becomes ``**``.
+
+    Example: ``"the derivative of y = 3x^2 + 2x - 1 at x = 1"`` → ``['3x**2 + 2x - 1']``.
+    """
+    if not isinstance(question, str):
+        return []
+    out: list[str] = []
+    pos, n = 0, len(question)
+    while pos < n:
+        run: list[tuple[str, str]] = []
+        start = end = pos
+        p = pos
+        while p < n:
+            m = _MATH_TOKEN.match(question, p)
+            if not m or m.end() == p:
+                break
+            kind = m.lastgroup or ""
+            if not run:
+                start = m.start(kind)
+            run.append((kind, m.group(kind)))
+            p = end = m.end()
+        if not run:
+            pos += 1
+            continue
+        text = question[start:end].strip()
+        pos = max(end, pos + 1)
+        parts = re.split(r"=", text)
+        if len(parts) > 1:
+            lhs, rhs = parts[0].strip(), parts[-1].strip()
+            if not re.fullmatch(r"[a-z]|[a-z]\s*\(\s*[a-z]\s*\)", lhs):
+                continue
+            text = rhs
+        text = re.sub(r"^[-+*/^\s]+(?=[^-\d(a-z])|[-+*/^\s(]+$", "", text).strip()
+        toks = [(mm.lastgroup or "", mm.group(mm.lastgroup or 0)) for mm in _MATH_TOKEN.finditer(text)]
+        if text and _is_math(toks) and text.count("(") == text.count(")"):
+            out.append(normalize_expression(text))
+    return out
+
+
+def normalize_expression(text: str) -> str:
+    """Python syntax for a math expression as people write it: ``^`` → ``**`` (spacing kept)."""
+    return re.sub(r"\s*\^\s*", "**", text) if isinstance(text, str) else text
+
+
+# ------------------------------------------------------------------ units
+_DEFAULT_UNIT_RE = re.compile(r"default(?:s)?(?:\s+unit)?(?:\s+value)?(?:\s+is|\s+to|\s*:|\s*=)?\s*['\"]?([A-Za-z][\w/^*. ]{0,20}?)['\"]?(?:[.,;)]|$)", re.I)
+
+
+def _dimensionality(text: str) -> Any:
+    """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``), or None if pint does not know it."""
+    try:
+        import pint
+
+        ureg = pint.get_application_registry()
+        for atom in re.split(r"\s*(?:/|\*|\^|\bper\b|\s)\s*", text.strip()):
+            if not atom or atom.isdigit():
+                continue
+            names = ureg.parse_unit_name(atom)
+            # pint reads "units" as micro-"nit"; trust a parse only without a prefix, with a
+            # prefix spelled out ("kilometers") or for a short symbol ("km", "mph")
+            if not any(p == "" or atom.lower().startswith(p) or len(atom) <= 3 for p, _u, _s in names):
+                return None
+        return ureg.parse_units(text.strip()).dimensionality
+    except Exception:  # noqa: BLE001 - not a unit pint knows (or pint missing): no opinion
+        return None
+
+
+def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
+    """True when a unit argument's value is a unit of another kind than the argument's documented default.
+
+    For an argument named ``unit``/``units`` (or whose description says it is a unit)
+    whose description gives a default unit (``"the default is km/h"``): ``"kilometers"``
+    is a length where a speed is meant, so a question that writes "50 kilometers" does
+    not ground ``unit="kilometers"`` (the question speaks of the distance's unit, not of
+    the unit wanted for the result). Units are compared by dimensionality with pint;
+    anything pint cannot parse gives False (no opinion).
+    """
+    if not isinstance(value, str) or not isinstance(schema, dict) or not isinstance(name, str):
+        return False
+    desc = str(schema.get("description", ""))
+    if not re.search(r"\bunits?\b", name.replace("_", " ") + " " + desc, re.I):
+        return False
+    default = schema.get("default")
+    if not isinstance(default, str):
+        m = _DEFAULT_UNIT_RE.search(desc)
+        default = m.group(1) if m else None
+    if not default:
+        return False
+    want, got = _dimensionality(default), _dimensionality(value)
+    if not want or not got:  # unknown, or dimensionless ("units", "percent"): no opinion
+        return False
+    return want != got
+
+
+# ------------------------------------------------------------------ numbers for one argument
+_FRACTION_RE = re.compile(r"as a decimal|decimal (?:number|form|fraction|value)|between 0 and 1|sums? to 1\b|fraction|e\.g\.,?[^.]{0,60}?\b0\.\d", re.I)
+_PERCENT_WORD_RE = re.compile(r"percent|percentage|%|\brate\b", re.I)
+_PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
+_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?([A-Za-zµμΩ][A-Za-zµμΩ]{0,11})\b")
+_DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?[A-Za-zµμΩ]+(?:\s+per\s+[A-Za-z]+)?)(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
+
+
+def described_unit(schema: dict[str, Any] | None) -> str | None:
+    """The unit an argument's description asks for (``"The inductance in henries (H)."`` → ``"H"``), or None.
+
+    Takes the first ``in <unit>`` (or its symbol in parentheses) that pint knows.
+    """
+    if not isinstance(schema, dict):
+        return None
+    for m in _DESC_UNIT_RE.finditer(str(schema.get("description", ""))):
+        for cand in (m.group(1), m.group(2)):
+            if cand and _dimensionality(cand):
+                return cand
+    return None
+
+
+def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
+    """The question's numbers as one argument wants them (:func:`question_numbers`, then two conversions).
+
+    * **Percent as a fraction**: where the argument's description speaks of a percentage
+      or rate *and* asks for a decimal or fraction ("as a decimal", "must sum to 1",
+      "e.g. 0.05"), ``5%`` is ``0.05``.
+    * **Units** (pint): where the description names the unit ("in henries (H)"), a
+      quantity written with another unit of the same kind is converted: ``50mH`` → ``0.05``,
+      ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``. A unit pint
+      does not know, or of another kind, is left as written.
+
+    The order is that of :func:`question_numbers`; a converted number takes the place of
+    the number as written. Bad input gives ``[]`` (no question) or the plain numbers.
+    """
+    nums = question_numbers(question)
+    if not nums or not isinstance(schema, dict):
+        return nums
+    desc = str(schema.get("description", ""))
+    swaps: list[tuple[str, str]] = []  # (number as question_numbers writes it, converted)
+    if _FRACTION_RE.search(desc) and _PERCENT_WORD_RE.search(desc):
+        for m in _PERCENT_RE.finditer(question):
+            swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
+    target = described_unit(schema)
+    if target:
+        want = _dimensionality(target)
+        for m in _QUANTITY_RE.finditer(question):
+            unit = m.group(2)
+            dim = _dimensionality(unit)
+            if not dim or dim != want:
+                continue
+            try:
+                import pint
+
+                ureg = pint.get_application_registry()
+                value = ureg.Quantity(float(m.group(1)), ureg.parse_units(unit)).to(ureg.parse_units(target)).magnitude
+            except Exception:  # noqa: BLE001 - pint cannot convert: keep the number as written
+                continue
+            value = float(f"{float(value):.12g}")
+            if not math.isclose(value, float(m.group(1))):
+                swaps.append((m.group(1), number_text(value)))
+    out = list(nums)
+    for raw, new in swaps:
+        for i, n in enumerate(out):
+            if n == raw:
+                out[i] = new
+                break
+    return out

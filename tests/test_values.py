@@ -1,0 +1,318 @@
+"""Value normalisation for argument extraction (router/values.py) and its use in router/arguments.py."""
+
+import pytest
+
+from router.arguments import _distinct_items, _pick_expression, field_schema, grounded_in
+from router.values import (
+    implied_value,
+    is_expression_argument,
+    math_expressions,
+    normalize_expression,
+    number_text,
+    question_numbers,
+)
+
+
+@pytest.mark.parametrize(
+    "text, numbers",
+    [
+        ("a=-3, b = 1,500 and 9.8; x2 is not", ["-3", "1500", "9.8"]),
+        ("first-year revenue of $1M, then 2.5 billion", ["1000000", "2500000000"]),
+        ("a revenue of 1 million dollars", ["1000000"]),
+        ("revenue of $1,000,000 and €3k", ["1000000", "3000"]),
+        ("3bn users and 4 mn visits", ["3000000000", "4000000"]),
+        ("charges of 1e-9 and 2E-9 at 0.05", ["1e-9", "2E-9", "0.05"]),
+        ("twenty five apples, zero pears, one hundred and five plums", ["25", "0", "105"]),
+        ("a dozen eggs and a million thanks", ["12", "1000000"]),
+        ("which one of them is 5m tall and weighs 3t", ["5", "3"]),  # units, not scales
+        ("forty-two", ["42"]),
+        ("the GCD of two numbers, 40 and 50", ["40", "50", "2"]),  # words after digits
+        ("a two-sample t-test on a six-sided die", []),  # compound modifiers
+        ("the first-year revenue of $1M", ["1000000"]),
+        ("no numbers here", []),
+        ("", []),
+    ],
+)
+def test_question_numbers(text, numbers):
+    assert question_numbers(text) == numbers
+
+
+def test_question_numbers_bad_input_is_empty():
+    assert question_numbers(None) == []
+    assert question_numbers(12) == []
+
+
+def test_number_text():
+    assert number_text(1e6) == "1000000"
+    assert number_text(2.5) == "2.5"
+    assert number_text(1e-9) == "1e-09"
+    assert number_text(float("inf")) == "inf"
+
+
+@pytest.mark.parametrize(
+    "name, desc, question, value",
+    [
+        ("initial_velocity", "", "Calculate the final speed of an object dropped from 100 m.", 0.0),
+        ("initial_speed", "", "What is the final speed of an object dropped from rest after 5 s?", 0.0),
+        ("u", "The initial velocity in m/s", "A car starts from rest and accelerates at 4 m/s^2.", 0.0),
+        ("initial_velocity", "", "A car with initial velocity of 10 m/s, then dropped", None),  # written: not implied
+        ("initial_velocity", "", "A ball thrown at 5 m/s", None),  # nothing implies 0
+        ("final_velocity", "", "dropped from rest", None),  # not an initial velocity
+        ("height", "initial height", "dropped from rest", None),  # not a velocity
+    ],
+)
+def test_implied_value(name, desc, question, value):
+    assert implied_value(name, {"type": "number", "description": desc}, question) == value
+
+
+def test_implied_value_bad_input():
+    assert implied_value("initial_velocity", None, "dropped") == 0.0
+    assert implied_value("initial_velocity", {}, None) is None
+    assert implied_value(None, {}, "dropped") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "question, exprs",
+    [
+        ("Calculate the area under the curve y=x^2 from x=1 to x=3.", ["x**2"]),
+        ("Calculate the derivative of the function 3x^2 + 2x - 1.", ["3x**2 + 2x - 1"]),
+        ("from x = -2 to x = 3 for the function y = x^3 using simpson", ["x**3"]),
+        ("the derivative of f(x) = 3x^2 at x = 2", ["3x**2"]),
+        ("integrate sin(x) + x^2 from 0 to pi", ["sin(x) + x**2"]),
+        ("the functions 3x + 2 and 2x^3", ["3x + 2", "2x**3"]),
+        ("roots with coefficients a=1, b=-3, c=2", []),  # assignments, not expressions
+        ("Is a good idea? 5 - 3", []),  # no variable
+        ("", []),
+    ],
+)
+def test_math_expressions(question, exprs):
+    assert math_expressions(question) == exprs
+
+
+def test_expression_arguments():
+    assert is_expression_argument("function", {"type": "string", "description": "The function to integrate."})
+    assert is_expression_argument("f", {"type": "string", "description": "The polynomial, e.g. 'x^3'"})
+    assert not is_expression_argument("function", {"type": "integer"})
+    assert not is_expression_argument("city", {"type": "string", "description": "A city"})
+    assert not is_expression_argument("function", None)
+    assert normalize_expression("3x ^ 2 + x^3") == "3x**2 + x**3"
+
+
+def test_pick_expression_takes_the_questions_expression():
+    q = "Calculate the area under the curve y=x^2 from x=1 to x=3."
+    assert _pick_expression("the area under the curve y=x^2 from x=1 to x=3", q) == "x**2"
+    q2 = "Compare 3x + 2 with 2x^3"
+    assert _pick_expression("2x^3", q2) == "2x**3"
+    assert _pick_expression("][", q2) == "3x + 2"  # nothing matches: the first expression
+    assert _pick_expression("x^2", "no expression in words") == "x**2"
+    assert _pick_expression(5, q) == 5
+
+
+def test_grounding_reads_normalised_numbers():
+    assert grounded_in(1000000, "first-year revenue of $1M")
+    assert grounded_in(0, "assuming the initial velocity is zero")
+    assert grounded_in(1e-9, "a charge of 1e-9 coulombs")
+    assert not grounded_in(1, "first-year revenue of $1M")
+
+
+def test_field_schema_and_distinct_items():
+    assert field_schema({"type": "array", "items": {"type": "string"}}, True)["minItems"] == 1
+    assert "minItems" not in field_schema({"type": "array"}, False)
+    assert field_schema({"type": "array", "minItems": 0}, True)["minItems"] == 0  # the schema's own word wins
+    assert field_schema({"type": "string"}, True) == {"type": "string"}
+    assert _distinct_items(' ["employees", "employees", "employees", "empl') == 1
+    assert _distinct_items("[1, 2, 3, 1, 2, 3, 1") == 3
+    assert _distinct_items('["a\\", b", "c", ') == 2
+    assert _distinct_items("") == 1
+
+
+def test_ungrounded_share_accepts_implied_values_and_expressions():
+    from router.relevance import ungrounded_share
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "initial_velocity": {"type": "number"},
+            "height": {"type": "number"},
+            "function": {"type": "string", "description": "The function to integrate."},
+        },
+        "required": ["initial_velocity", "height", "function"],
+    }
+    q = "An object dropped from 100 m; integrate y = x^2."
+    assert ungrounded_share({"initial_velocity": 0, "height": 100, "function": "x**2"}, schema, q) == 0.0
+    assert ungrounded_share({"initial_velocity": 5, "height": 100, "function": "x**3"}, schema, q) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- the gate's margin term
+def test_relevance_gate_margin_term_is_calibrated():
+    from router.relevance import RelevanceGate
+
+    # relevant questions that clearly prefer one of several functions (large margin, modest similarity),
+    # irrelevant ones with a high similarity but no clear preference, and single-function ones (margin 0)
+    rows = [(0.40, 0.0, True, 0.20), (0.38, 0.0, True, 0.25), (0.60, 0.0, True, 0.0), (0.55, 0.0, True, 0.0),
+            (0.45, 0.0, False, 0.02), (0.50, 0.0, False, 0.0), (0.30, 0.0, False, 0.05), (0.20, 0.0, False, 0.0)]
+    gate = RelevanceGate()
+    assert gate.fit(rows)["balanced_accuracy"] < 1.0  # similarity alone cannot separate them
+    report = gate.fit(rows, margin_weights=(0.0, 0.5, 1.0))
+    assert report["balanced_accuracy"] == 1.0 and gate.margin_weight > 0
+    assert all(gate.accepts(s, u, m) == y for s, u, y, m in rows)
+    assert gate.score(0.4, 0.0, -1.0) == gate.score(0.4, 0.0, 0.0)  # a negative margin gives no bonus
+    assert gate.score(0.4, 0.0, float("nan")) == gate.score(0.4, 0.0)
+
+
+def test_relevance_gate_prefers_no_margin_when_it_does_not_help():
+    from router.relevance import RelevanceGate
+
+    rows = [(0.6, 0.0, True, 0.3), (0.5, 0.0, True, 0.0), (0.3, 0.0, False, 0.3), (0.2, 0.0, False, 0.0)]
+    gate = RelevanceGate()
+    gate.fit(rows, margin_weights=(0.0, 0.5, 1.0))
+    assert gate.margin_weight == 0.0 and gate.report["balanced_accuracy"] == 1.0
+
+
+def test_relevance_gate_rejects_bad_rows():
+    from router.relevance import RelevanceGate
+
+    with pytest.raises(ValueError, match="should_call"):
+        RelevanceGate().fit([(0.5, 0.0)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="finite"):
+        RelevanceGate().fit([(float("nan"), 0.0, True), (0.2, 0.0, False)])
+
+
+def test_mixed_functions_adds_other_questions_functions():
+    from mrkl.bfcl import BFCLCase, mixed_functions
+
+    cases = [BFCLCase(f"irrelevance_{i}", f"q{i}", [{"name": f"f{i}"}], None) for i in range(4)]
+    mixed = mixed_functions(cases)
+    assert [c.id for c in mixed] == [f"irrelevance_{i}+mixed" for i in range(4)]
+    assert [f["name"] for f in mixed[0].functions] == ["f0", "f1", "f2"]
+    assert [f["name"] for f in mixed[3].functions] == ["f3", "f0", "f1"]  # cyclic
+    assert all(c.ground_truth is None for c in mixed)
+    assert mixed_functions(cases[:1]) == []
+    two = mixed_functions(cases[:2])
+    assert [f["name"] for f in two[0].functions] == ["f0", "f1"]  # no duplicate when it wraps around
+
+
+def test_optional_grounding_ignores_word_counts():
+    q = "the hypotenuse given the other two sides as 4 and 5"
+    assert grounded_in(2, q) and not grounded_in(2, q, number_words=False)
+    assert grounded_in(4, q, number_words=False)
+    assert question_numbers(q, words=False) == ["4", "5"]
+
+
+def test_copy_bias_continues_exponent_numbers():
+    from llm_backends.constrained import CopyBias
+
+    vocab = {"1": 1, "e": 2, "-9": 3, "-": 4, "9": 5, "10": 6, " 1": 7}
+    enc = lambda t: [vocab[t]] if t in vocab else [vocab.get(t[:1], 99)]  # noqa: E731
+    bias = CopyBias(enc, "charges of 1e-9 and 2e-9", mode="number", numbers=["1e-9", "2e-9"])
+    toks, can_end = bias.continuations("1e")
+    assert toks == {vocab["-9"]} and not can_end  # after "1e" the span goes on with "-9", not a new number
+    toks, can_end = bias.continuations("1e-9")
+    assert can_end
+
+
+def test_ungrounded_share_counts_each_written_number_once():
+    from router.relevance import ungrounded_share
+
+    schema = {"type": "object", "properties": {k: {"type": "number"} for k in "abc"}, "required": ["a", "b", "c"]}
+    assert ungrounded_share({"a": 0, "b": 0, "c": 0}, schema, "roots of bx + c = 0") == pytest.approx(2 / 3)
+    assert ungrounded_share({"a": 1, "b": 1, "c": 2}, schema, "a=1, b=1, c=2") == 0.0
+
+
+def test_unit_mismatch_by_dimensionality():
+    from router.values import unit_mismatch
+
+    speed = {"type": "string", "description": "The unit to return the velocity in. If not provided, the default is km/h."}
+    radius = {"type": "string", "description": "The unit of measurement for the radius. Default is 'cm'."}
+    assert unit_mismatch("unit", speed, "kilometers")  # a length where a speed is meant
+    assert not unit_mismatch("unit", speed, "mph")
+    assert not unit_mismatch("unit", radius, "inches")
+    assert not unit_mismatch("unit", radius, "units")  # dimensionless / unknown: no opinion
+    assert not unit_mismatch("unit", radius, "blorbs")
+    assert unit_mismatch("unit", {"type": "string", "default": "km"}, "hours")
+    assert not unit_mismatch("unit", {"type": "string", "description": "The unit."}, "kg")  # no default given
+    assert not unit_mismatch("city", {"description": "Default is Paris"}, "kg")  # not a unit argument
+    assert not unit_mismatch("unit", None, "kg") and not unit_mismatch("unit", speed, 5)
+
+
+def test_copy_bias_orders_array_numbers_and_keeps_the_first_bonus():
+    from llm_backends.constrained import CopyBias
+
+    enc = lambda t: [ord(t[0])] if t else []  # noqa: E731 - one "token" per first character
+    bias = CopyBias(enc, "points A(3,4) and B(1,2)", mode="json", numbers=["3", "4", "1", "2"], first_bonus=2.0, number_items=True)
+    toks, _ = bias.continuations(" [")
+    assert toks == {ord(c) for c in "3412 "} and ord("3") in bias._first_toks
+    bias.continuations(" [3, ")
+    assert ord("4") in bias._first_toks and ord("3") not in bias._first_toks  # 3 is written: 4 is the first unused number
+    plain = CopyBias(enc, "points A(3,4)", mode="json", numbers=["3", "4"])
+    assert plain.continuations(" [") == (set(), False)  # not an array of numbers: no proposal before a digit
+    # a number keeps its first-bonus through its digits: "1000000" over "1200000" after "1"
+    num = CopyBias(enc, "revenues of $1M and $1.2M", mode="number", numbers=["1000000", "1200000"], first_bonus=2.0)
+    num.continuations("1")
+    assert num._first_toks == {ord("0")}
+
+
+def test_free_form_objects_stay_open_and_required_ones_non_empty():
+    from llm_backends.constrained import close_objects
+
+    assert close_objects({"type": "object"}) == {"type": "object"}
+    assert close_objects({"type": "object", "properties": {}})["additionalProperties"] is False
+    assert field_schema({"type": "object"}, True)["minProperties"] == 1
+    assert "minProperties" not in field_schema({"type": "object", "properties": {"a": {}}}, True)
+
+
+# ---------------------------------------------------------------- the real model
+@pytest.mark.slow
+def test_decoder_reads_scales_implied_zeros_expressions_and_free_maps(smollm2):
+    import json
+
+    from router.arguments import ConstrainedArguments
+
+    dec = ConstrainedArguments(smollm2)
+
+    def run(schema, q):
+        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    num = {"type": "number"}
+    fall = {"type": "object", "properties": {"initial_velocity": num, "height": num}, "required": ["initial_velocity", "height"]}
+    assert run(fall, "Calculate the final speed of an object dropped from 100 m without air resistance.") == {"initial_velocity": 0.0, "height": 100}
+    rev = {"type": "object", "properties": {"revenue": {"type": "integer"}, "years": {"type": "integer"}}, "required": ["revenue", "years"]}
+    assert run(rev, "Project a first-year revenue of $1.2M over five years") == {"revenue": 1200000, "years": 5}
+    area = {"type": "object", "properties": {"function": {"type": "string", "description": "The mathematical function as a string."},
+                                             "interval": {"type": "array", "items": num}}, "required": ["function", "interval"]}
+    got = run(area, "Calculate the area under the curve y=x^2 from x=1 to x=3.")
+    assert got["function"] == "x**2" and got["interval"] == [1, 3]
+    grades = {"type": "object", "properties": {"gradeDict": {"type": "object"}}, "required": ["gradeDict"]}
+    assert run(grades, "Average grade of John with scores {'math':90, 'science':75}")["gradeDict"] != {}
+
+
+def test_field_numbers_convert_percentages_and_units_for_the_argument():
+    from router.relevance import ungrounded_share
+    from router.values import described_unit, field_numbers
+
+    q = "an LC circuit with capacitance of 100µF and inductance of 50mH"
+    assert field_numbers(q, {"description": "The inductance (L) in henries (H)."}) == ["100", "0.05"]
+    assert field_numbers(q, {"description": "The capacitance (C) in farads (F)."}) == ["0.0001", "50"]
+    rate = {"description": "The annual interest rate, as a decimal. E.g. 5% would be 0.05."}
+    assert field_numbers("a rate of 5% over 10 years", rate) == ["0.05", "10"]
+    traits = "trait A contributes 40% and B 60%; A has a value of 0.8 and B 0.7"
+    assert field_numbers(traits, {"description": "Percentage contributions of each trait, which must sum to 1."}) == ["0.4", "0.6", "0.8", "0.7"]
+    assert field_numbers(traits, {"description": "Trait values, decimal numbers between 0 and 1."}) == ["40", "60", "0.8", "0.7"]  # no percent asked
+    assert field_numbers("height of 180 cm", {"description": "Height in centimeters."}) == ["180"]  # already the unit
+    assert field_numbers("5 blorbs", {"description": "in meters"}) == ["5"]  # unknown unit: as written
+    assert field_numbers(None, None) == [] and field_numbers("5 m", None) == ["5"]
+    assert described_unit({"description": "The radius in the unit given."}) is None
+    schema = {"type": "object", "properties": {"inductance": {"type": "number", "description": "The inductance (L) in henries (H)."}},
+              "required": ["inductance"]}
+    assert ungrounded_share({"inductance": 0.05}, schema, q) == 0.0
+    assert ungrounded_share({"inductance": 0.5}, schema, q) == 1.0
+
+
+def test_number_mentions_give_offsets():
+    from router.values import number_mentions
+
+    q = "an LC circuit with capacitance of 100µF and inductance of 50mH"
+    assert number_mentions(q) == [("100", 34), ("50", 58)]
+    assert number_mentions("two numbers, 40 and 50") == [("40", 13), ("50", 20), ("2", 0)]
+    assert number_mentions(None) == []
