@@ -44,6 +44,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from llm_backends.compression.blocks import AttentionConfig, BlockConfig, FFNConfig
+from llm_backends.compression.library import attention_name as attention_key
+from llm_backends.compression.library import ffn_name as ffn_key
+from llm_backends.compression.library import variant_config
 from llm_backends.compression.model import HeteroCache, HeteroDecoderLayer, HeteroLlamaForCausalLM
 
 __all__ = [
@@ -59,37 +62,6 @@ __all__ = [
 #: The cost names of a :class:`CostTable` (and the budget names the MIP understands).
 BUDGET_NAMES = ("decode_ms", "prefill_ms", "param_bytes", "kv_bytes_per_token")
 _LATENCIES = ("decode_ms", "prefill_ms")
-
-
-def attention_key(cfg: AttentionConfig) -> str:
-    """Cost-table key of an attention variant: ``"gqa3"``, ``"linear"`` or ``"noop"``."""
-    return {"gqa": f"gqa{cfg.n_kv_heads}", "linear": "linear", "no_op": "noop"}[cfg.kind]
-
-
-def ffn_key(cfg: FFNConfig) -> str:
-    """Cost-table key of an FFN variant: ``"swiglu1536"``, ``"linear"`` or ``"noop"``
-    (a fused FFN costs what a SwiGLU of its width costs; ``fused_from`` is ignored)."""
-    return {"swiglu": f"swiglu{cfg.intermediate_size}", "linear": "linear", "no_op": "noop"}[cfg.kind]
-
-
-def _parse_attention_key(key: str) -> AttentionConfig:
-    if key == "noop":
-        return AttentionConfig("no_op")
-    if key == "linear":
-        return AttentionConfig("linear")
-    if key.startswith("gqa") and key[3:].isdigit():
-        return AttentionConfig("gqa", int(key[3:]))
-    raise ValueError(f"not an attention variant key: {key!r}")
-
-
-def _parse_ffn_key(key: str) -> FFNConfig:
-    if key == "noop":
-        return FFNConfig("no_op")
-    if key == "linear":
-        return FFNConfig("linear")
-    if key.startswith("swiglu") and key[6:].isdigit():
-        return FFNConfig("swiglu", int(key[6:]))
-    raise ValueError(f"not an FFN variant key: {key!r}")
 
 
 @dataclass
@@ -208,11 +180,11 @@ class CostTable:
 
         att = {}
         for k, c in d["attention"].items():
-            _parse_attention_key(k)
+            variant_config("attention", k)
             att[k] = costs(f"attention[{k!r}]", c)
         ffn = {}
         for k, c in d["ffn"].items():
-            _parse_ffn_key(k)
+            variant_config("ffn", k)
             ffn[k] = costs(f"ffn[{k!r}]", c)
         return cls(att, ffn, costs("overhead", d["overhead"]), dict(d.get("settings") or {}))
 
