@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             if row.get("architecture") == arch and (args.no_questions or "answered_right" in row):
                 by_arch.setdefault(arch, row)
                 return row
-        if arch in by_arch:  # greedy chose what the MIP chose: same model, same measurements
+        if arch in by_arch and method in ("greedy", "greedy-vllm"):  # greedy chose what the MIP chose: same model
             row = {**by_arch[arch], "label": label, "method": method, "summed_score": search.objective if search is not None else 0.0, "same_as": by_arch[arch]["label"]}
             cached.write_text(json.dumps(row))
             return row
