@@ -290,17 +290,29 @@ def load_cases(data_dir: str | Path, category: str) -> list[BFCLCase]:
     if category != "irrelevance":
         if not afile.is_file():
             raise MRKLError(f"no BFCL answer file {afile}")
-        answers = {a["id"]: a["ground_truth"] for a in _read_jsonl(afile)}
+        for n, a in enumerate(_read_jsonl(afile), 1):
+            gt = a.get("ground_truth") if isinstance(a, dict) else None
+            if not isinstance(gt, list) or not gt or not isinstance(gt[0], dict) or "id" not in a:
+                raise MRKLError(f"{afile}:{n}: expected an object with an id and a non-empty ground_truth list of calls")
+            answers[a["id"]] = gt
     cases = []
-    for q in questions:
-        turn = q["question"][0] if q.get("question") else []
-        text = "\n".join(m.get("content", "") for m in turn if m.get("role") == "user").strip()
+    for n, q in enumerate(questions, 1):
+        if not isinstance(q, dict) or "id" not in q:
+            raise MRKLError(f"{qfile}:{n}: expected a JSON object with an id")
+        try:
+            turn = q["question"][0] if q.get("question") else []
+            text = "\n".join(m.get("content", "") for m in turn if m.get("role") == "user").strip()
+        except (TypeError, AttributeError, KeyError, IndexError):
+            raise MRKLError(f"{qfile}:{n}: 'question' must be a list of turns of {{role, content}} messages") from None
+        functions = q.get("function", [])
+        if not isinstance(functions, list):
+            raise MRKLError(f"{qfile}:{n}: 'function' must be a list")
         gt = None
         if category != "irrelevance":
             if q["id"] not in answers:
                 raise MRKLError(f"{afile}: no answer for {q['id']}")
             gt = answers[q["id"]][0]
-        cases.append(BFCLCase(q["id"], text, list(q.get("function", [])), gt))
+        cases.append(BFCLCase(q["id"], text, list(functions), gt))
     return cases
 
 

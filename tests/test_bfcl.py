@@ -155,6 +155,18 @@ def test_load_cases(bfcl_dir):
     (bfcl_dir / "BFCL_v4_irrelevance.json").write_text("{not json\n")
     with pytest.raises(MRKLError, match=":1: not JSON"):
         load_cases(bfcl_dir, "irrelevance")
+    # valid JSON of the wrong shape: clear errors naming file and line, never a traceback
+    (bfcl_dir / "BFCL_v4_irrelevance.json").write_text("[1, 2]\n")
+    with pytest.raises(MRKLError, match="irrelevance.json:1: expected a JSON object with an id"):
+        load_cases(bfcl_dir, "irrelevance")
+    (bfcl_dir / "BFCL_v4_irrelevance.json").write_text(json.dumps({"id": "x", "question": "not turns"}) + "\n")
+    with pytest.raises(MRKLError, match=":1: 'question' must be a list of turns"):
+        load_cases(bfcl_dir, "irrelevance")
+    answers = bfcl_dir / "possible_answer" / "BFCL_v4_simple_python.json"
+    for bad in ({"id": "simple_python_0", "ground_truth": []}, {"id": "simple_python_0"}, [1, 2]):
+        answers.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(MRKLError, match="simple_python.json:1: expected an object with an id and a non-empty ground_truth"):
+            load_cases(bfcl_dir, "simple")
 
 
 def test_naive_baseline_scores_garbage_as_invalid_and_text_as_no_call(bfcl_dir, scripted):

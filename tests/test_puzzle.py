@@ -347,3 +347,20 @@ def test_cli_compress_puzzle_on_a_tiny_llama(smollm2, tmp_path, monkeypatch):
     assert res.exit_code == 1 and "budget cannot be met" in res.output and "decode_ms" in res.output
     res = runner.invoke(app, ["compress", "puzzle", "--model", str(tmp_path / "nowhere"), "--library", str(lib)])
     assert res.exit_code == 1 and "error:" in res.output
+
+
+def test_a_compressed_parent_and_bad_budgets_are_refused_before_any_work(tiny, tmp_path):
+    from llm_backends.compression.bld import check_plain_parent
+    from llm_backends.compression.puzzle import Budgets
+
+    check_plain_parent(tiny)
+    pruned = tiny.clone()
+    pruned.layers[2].set_attention(AttentionConfig("no_op"))
+    with pytest.raises(ValueError, match="plain Llama parent.*noop\\+swiglu256"):
+        check_plain_parent(pruned)
+    acts = cache_parent_activations(tiny, _windows(4, 8), tmp_path / "acts")
+    with pytest.raises(ValueError, match="plain Llama parent"):
+        train_library(pruned, acts, tmp_path / "bld", show_progress=False)
+    for bad in (float("inf"), float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="positive finite"):
+            Budgets(decode_speedup=bad)

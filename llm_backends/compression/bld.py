@@ -53,7 +53,7 @@ from llm_backends.compression.library import (
 )
 from llm_backends.compression.model import HeteroDecoderLayer, HeteroLlamaForCausalLM
 
-__all__ = ["BLDSettings", "BlockLibrary", "cache_parent_activations", "train_library", "normalized_mse"]
+__all__ = ["BLDSettings", "BlockLibrary", "cache_parent_activations", "check_plain_parent", "train_library", "normalized_mse"]
 
 Progress = Callable[[str], None]
 
@@ -289,7 +289,8 @@ def _run_workers(todo: list[dict[str, Any]], workers: int, done: Callable[[dict[
         proc.wait()
         drain.join(timeout=5)
         if proc.returncode:
-            errors.append(f"BLD worker exited with {proc.returncode}: {''.join(stderr_lines[-5:]).strip()}")
+            last = next((l.strip() for l in reversed(stderr_lines) if l.strip()), "no message")
+            errors.append(f"BLD worker exited with {proc.returncode}: {last}")
 
     threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
     for t in threads:
@@ -298,6 +299,19 @@ def _run_workers(todo: list[dict[str, Any]], workers: int, done: Callable[[dict[
         t.join()
     if errors:
         raise RuntimeError("; ".join(errors))
+
+
+def check_plain_parent(model: HeteroLlamaForCausalLM) -> None:
+    """Raise ``ValueError`` unless every layer of ``model`` is the same GQA + SwiGLU block
+    (Puzzle derives its library from such a parent; a compressed model is not one)."""
+    blocks = model.block_configs
+    if any(b.attention.kind != "gqa" or b.ffn.kind != "swiglu" or b.ffn.fused_from for b in blocks) or len(set(blocks)) != 1:
+        kinds = sorted({b.describe() for b in blocks})
+        raise ValueError(
+            "Puzzle needs a plain Llama parent (every layer the same GQA + SwiGLU block); this model has "
+            + ", ".join(kinds[:4]) + (" ..." if len(kinds) > 4 else "")
+            + ": give the original model, not a compressed one"
+        )
 
 
 def _signature(acts_meta: dict[str, Any], attention: list[AttentionConfig], ffn: list[FFNConfig], st: BLDSettings) -> str:
@@ -332,10 +346,12 @@ def train_library(
 
     Raises:
         FileNotFoundError: the activation cache is missing or incomplete.
-        ValueError: the cache was made from another model.
+        ValueError: the cache was made from another model, or the model is not a plain Llama
+            (every layer GQA + SwiGLU of one configuration).
     """
     from tqdm import tqdm
 
+    check_plain_parent(model)
     acts = Path(activations)
     mf = acts / "meta.json"
     if not mf.is_file():
@@ -375,8 +391,10 @@ def train_library(
         results[info["layer"]] = info
         bar.update(1)
         if progress:
-            worst = max((m["loss"] for k in info["metrics"].values() for m in k.values()), default=float("nan"))
-            progress(f"BLD layer {info['layer']}: {sum(len(k) for k in info['metrics'].values())} variants, worst held-out loss {worst:.3f}")
+            trained = ", ".join(
+                f"{n} {m['loss_init']:.3f}->{m['loss']:.3f}" for k in info["metrics"].values() for n, m in k.items() if m["loss_init"] > 0 and n != "noop"
+            )
+            progress(f"BLD layer {info['layer']}: held-out normalised MSE {trained}")
 
     if workers <= 1 or len(todo) <= 1:
         threads = torch.get_num_threads()

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from llm_backends.compression.bld import BLDSettings, BlockLibrary, _model_id, cache_parent_activations, train_library
+from llm_backends.compression.bld import BLDSettings, BlockLibrary, _model_id, cache_parent_activations, check_plain_parent, train_library
 from llm_backends.compression.blocks import AttentionConfig, BlockConfig, FFNConfig
 from llm_backends.compression.costs import CostTable, measure_costs, measure_model_latency
 from llm_backends.compression.library import LibrarySpec, attention_name, ffn_name, variant_config
@@ -199,8 +199,8 @@ class Budgets:
     def __post_init__(self) -> None:
         for name in ("decode_speedup", "prefill_speedup", "memory_mib", "params_millions"):
             v = getattr(self, name)
-            if v is not None and not (v > 0):
-                raise ValueError(f"budget {name} must be positive, got {v!r}")
+            if v is not None and not (0 < v < float("inf")):
+                raise ValueError(f"budget {name} must be a positive finite number, got {v!r}")
         if not any(getattr(self, n) is not None for n in ("decode_speedup", "prefill_speedup", "memory_mib", "params_millions")):
             raise ValueError("give at least one budget (decode speed-up, prefill speed-up, memory or parameters)")
 
@@ -481,6 +481,17 @@ def run_puzzle(
     secs: dict[str, float] = {}
     t = time.perf_counter()
     parent, tok, name = load_model(model, progress=progress)
+    check_plain_parent(parent)
+    if out_dir is not None:  # fail now, not after an hour of distillation and scoring
+        out_path = Path(out_dir)
+        if out_path.exists() and not out_path.is_dir():
+            raise ValueError(f"--out {out_path} exists and is not a folder")
+        try:
+            out_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create the output folder {out_path}: {exc.strerror or exc}") from None
+        if not os.access(out_path, os.W_OK):
+            raise ValueError(f"the output folder {out_path} is not writable")
     lib_dir = Path(library_dir) if library_dir else default_library_dir(parent)
     lib_dir.mkdir(parents=True, exist_ok=True)
     (lib_dir / "spec.json").write_text(json.dumps({"model": name, "spec": spec.to_dict(), "bld": bld.to_dict()}, indent=1))
@@ -523,7 +534,9 @@ def run_puzzle(
     del greedy_model
     if distill_steps > 0:
         t = time.perf_counter()
-        ckpt = Path(out_dir) / "distill-checkpoint.pt" if out_dir else None
+        # the resumable checkpoint lives in the library, named by the architecture (not in the output folder)
+        arch_id = hashlib.sha256(arch_string(blocks, parent.config.intermediate_size).encode()).hexdigest()[:12]
+        ckpt = lib_dir / f"distill-{arch_id}-{distill_steps}.pt"
         res = distill(puzzle_model, parent, calib.train, distill_steps, checkpoint=ckpt, show_progress=show_bar)
         progress(f"global distillation: {res.steps} steps in {res.seconds:.0f} s")
         heldout["ppl_distilled"] = perplexity(puzzle_model, eval_w)
@@ -534,6 +547,8 @@ def run_puzzle(
     if fuse:
         plan = select_fusion_groups(puzzle_model, None, None, exclude_last=True)
         groups = plan.groups
+        if not groups:
+            progress("--fuse: no run of attention-free layers to fuse")
         if groups:
             final = fuse_groups(puzzle_model, groups)
             heldout["ppl_fused"] = perplexity(final, eval_w)
