@@ -180,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             tag = "-vllm" if vllm and not args.vllm_compatible else ""
             rows.append(evaluate(f"{method}{tag}-{sp:g}x", method + tag, sp, model, res))
             if args.distill_steps and method == "mip" and sp in args.distill_at:
-                log(f"global distillation of mip{tag}-{sp:g}x: {args.distill_steps} steps")
-                distill(model, parent, calib.train, args.distill_steps, show_progress=False)
-                rows.append(evaluate(f"mip{tag}-{sp:g}x+distill{args.distill_steps}", "mip+distill", sp, model, res))
+                label = f"mip{tag}-{sp:g}x+distill{args.distill_steps}"
+                if not (done / f"{label}.json").is_file():  # a finished row needs no second distillation
+                    log(f"global distillation of mip{tag}-{sp:g}x: {args.distill_steps} steps")
+                    distill(model, parent, calib.train, args.distill_steps, show_progress=False)
+                rows.append(evaluate(label, "mip+distill", sp, model, res))
             del model
 
     parent_right = rows[0].get("answered_right")
