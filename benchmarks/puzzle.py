@@ -45,8 +45,6 @@ def _question_accuracy(model_dir: Path, questions: str, limit: int | None, work:
 
     qfile = questions
     if limit:
-        from mrkl.evaluation import load_questions  # noqa: F401  (validates the file)
-
         lines = [l for l in Path(questions).read_text().splitlines() if l.strip() and not l.startswith("#")][:limit]
         qfile = str(work / "questions-subset.txt")
         Path(qfile).write_text("\n".join(lines) + "\n")
@@ -87,32 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     from llm_backends.compression.library import LibrarySpec
     from llm_backends.compression.mip import InfeasibleBudgetError
     from llm_backends.compression.nemotron_nas import save_nemotron_nas
-    from llm_backends.compression.pipeline import load_model
-    from llm_backends.compression.puzzle import (
-        Budgets,
-        _costs_cached,
-        _scores_cached,
-        arch_string,
-        default_library_dir,
-        library_calibration,
-        load_or_build_library,
-        realise,
-        search_architecture,
-    )
+    from llm_backends.compression.puzzle import Budgets, arch_string, prepare_library, realise, search_architecture
 
     if args.threads:
         torch.set_num_threads(args.threads)
     log = lambda m: print(f"[puzzle] {m}", file=sys.stderr, flush=True)  # noqa: E731
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    parent, tok, name = load_model(args.model, progress=log)
-    lib_dir = default_library_dir(parent)
-    calib = library_calibration(parent, tok, lib_dir, log)
-    score_w, eval_w = calib.heldout[::2][:8], calib.heldout[1::2][:8]
-    spec = LibrarySpec()
-    library = load_or_build_library(parent, calib.train, lib_dir, spec, BLDSettings(steps=args.bld_steps), args.workers, log)
-    scores = _scores_cached(parent, library, score_w, lib_dir, log)
-    costs = _costs_cached(parent, spec, lib_dir, False, log, args.threads)
+    prep = prepare_library(args.model, LibrarySpec(), BLDSettings(steps=args.bld_steps), args.workers, threads=args.threads, progress=log)
+    parent, tok, name, library, scores, costs = prep.parent, prep.tokenizer, prep.name, prep.library, prep.scores, prep.costs
+    calib, eval_w = prep.calibration, prep.eval_windows
     width = parent.config.intermediate_size
 
     rows: list[dict] = []

@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 
 from llm_backends.compression.blocks import AttentionConfig, FFNConfig
+from llm_backends.compression.calibration import weights_fingerprint
 from llm_backends.compression.library import (
     LibrarySpec,
     SubBlock,
@@ -100,18 +101,6 @@ def _windows_id(windows: torch.Tensor) -> str:
     return hashlib.sha256(windows.numpy().tobytes()).hexdigest()[:16]
 
 
-def _model_id(model: HeteroLlamaForCausalLM) -> str:
-    """Fingerprint of the weights (name, shape and up to 1024 evenly spaced values of every tensor) and blocks."""
-    h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        flat = p.detach().flatten()
-        step = max(1, flat.numel() // 1024)
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(flat[::step].float().numpy().tobytes())
-    h.update("|".join(b.describe() for b in model.block_configs).encode())
-    return h.hexdigest()[:16]
-
-
 @torch.no_grad()
 def cache_parent_activations(
     model: HeteroLlamaForCausalLM, windows: torch.Tensor, folder: str | os.PathLike[str], batch_size: int = 8
@@ -135,7 +124,7 @@ def cache_parent_activations(
     if windows.dim() != 2 or len(windows) == 0:
         raise ValueError(f"windows must be a non-empty (N, T) tensor, got {tuple(windows.shape)}")
     out = Path(folder)
-    meta = {"model": _model_id(model), "windows": _windows_id(windows), "n_layers": len(model.layers), "shape": list(windows.shape)}
+    meta = {"model": weights_fingerprint(model), "windows": _windows_id(windows), "n_layers": len(model.layers), "shape": list(windows.shape)}
     mf = out / "meta.json"
     if mf.is_file():
         try:
@@ -357,7 +346,7 @@ def train_library(
     if not mf.is_file():
         raise FileNotFoundError(f"no parent activations in {acts}: run cache_parent_activations first")
     meta = json.loads(mf.read_text())
-    if meta.get("model") != _model_id(model) or meta.get("n_layers") != len(model.layers):
+    if meta.get("model") != weights_fingerprint(model) or meta.get("n_layers") != len(model.layers):
         raise ValueError(f"the activations in {acts} were cached from another model")
     attention, ffn = spec.attention_variants(model.config), spec.ffn_variants(model.config)
     sig = _signature(meta, attention, ffn, settings)

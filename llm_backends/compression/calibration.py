@@ -21,14 +21,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["PROMPTS", "CalibrationData", "self_generated_texts", "project_doc_texts", "build_calibration"]
+__all__ = ["PROMPTS", "CalibrationData", "self_generated_texts", "project_doc_texts", "build_calibration", "weights_fingerprint", "compression_cache_dir"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,16 +104,27 @@ class CalibrationData:
         return ", ".join(f"{k} {v} tokens" for k, v in self.counts.items())
 
 
-def _fingerprint(model: Any) -> str:
+def weights_fingerprint(model: Any) -> str:
+    """16 hex digits identifying ``model``'s weights: name, shape and up to 1024 evenly spaced
+    values of every tensor, plus the per-layer block configs when the model has them (so two
+    models differing in any tensor or any layer's architecture differ). Keys every compression cache."""
     h = hashlib.sha256()
-    for name, p in list(model.state_dict().items())[:6]:
-        h.update(name.encode())
-        h.update(p.detach().float().flatten()[:4096].numpy().tobytes())
+    for name, p in model.state_dict().items():
+        flat = p.detach().flatten()
+        step = max(1, flat.numel() // 1024)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::step].float().numpy().tobytes())
+    blocks = getattr(model, "block_configs", None)
+    if blocks is not None:
+        h.update("|".join(b.describe() for b in blocks).encode())
     return h.hexdigest()[:16]
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("MRKL_CACHE_DIR") or Path.home() / ".cache" / "mrkl").expanduser() / "compression"
+def compression_cache_dir() -> Path:
+    """``<mrkl cache>/compression``: where calibration text, scores and Puzzle libraries are cached."""
+    from llm_backends.resolve import cache_dir
+
+    return cache_dir() / "compression"
 
 
 @torch.no_grad()
@@ -141,8 +151,8 @@ def self_generated_texts(
     Returns:
         One text per prompt.
     """
-    key = hashlib.sha256(json.dumps([_fingerprint(model), list(prompts), max_new_tokens]).encode()).hexdigest()[:16]
-    path = _cache_root() / f"selfgen-{key}.json"
+    key = hashlib.sha256(json.dumps([weights_fingerprint(model), list(prompts), max_new_tokens]).encode()).hexdigest()[:16]
+    path = compression_cache_dir() / f"selfgen-{key}.json"
     if cache and path.is_file():
         try:
             texts = json.loads(path.read_text())

@@ -38,7 +38,6 @@ from llm_backends.compression.blocks import AttentionConfig, FFNConfig
 from llm_backends.compression.model import (
     GQAttention,
     HeteroDecoderLayer,
-    HeteroLlamaForCausalLM,
     LinearAttention,
     LinearMLP,
     RMSNorm,

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from llm_backends.compression.blocks import intermediate_size_to_ffn_mult
-from llm_backends.compression.calibration import CalibrationData, build_calibration
+from llm_backends.compression.calibration import CalibrationData, build_calibration, compression_cache_dir, weights_fingerprint
 from llm_backends.compression.evaluate import kl_to_parent, perplexity
 from llm_backends.compression.fusion import (
     dependency_matrix,
@@ -60,14 +60,9 @@ def load_model(model: str, progress: Progress | None = None) -> tuple[HeteroLlam
 
 
 def _cache_file(kind: str, model: HeteroLlamaForCausalLM, windows: torch.Tensor) -> Path:
-    h = hashlib.sha256()
-    for name, p in list(model.state_dict().items())[:8]:
-        h.update(name.encode())
-        h.update(p.flatten()[:2048].float().numpy().tobytes())
-    h.update("|".join(b.describe() for b in model.block_configs).encode())
+    h = hashlib.sha256(weights_fingerprint(model).encode())
     h.update(windows.numpy().tobytes())
-    root = Path(os.environ.get("MRKL_CACHE_DIR") or Path.home() / ".cache" / "mrkl").expanduser()
-    return root / "compression" / f"{kind}-{h.hexdigest()[:16]}.json"
+    return compression_cache_dir() / f"{kind}-{h.hexdigest()[:16]}.json"
 
 
 def attention_scores(

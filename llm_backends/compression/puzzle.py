@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from llm_backends.compression.bld import BLDSettings, BlockLibrary, _model_id, cache_parent_activations, check_plain_parent, train_library
+from llm_backends.compression.bld import BLDSettings, BlockLibrary, cache_parent_activations, check_plain_parent, train_library
+from llm_backends.compression.calibration import compression_cache_dir, weights_fingerprint
 from llm_backends.compression.blocks import AttentionConfig, BlockConfig, FFNConfig
 from llm_backends.compression.costs import CostTable, measure_costs, measure_model_latency
 from llm_backends.compression.library import LibrarySpec, attention_name, ffn_name, variant_config
@@ -53,6 +54,8 @@ __all__ = [
     "score_library",
     "realise",
     "search_architecture",
+    "prepare_library",
+    "PreparedLibrary",
     "run_puzzle",
 ]
 
@@ -321,8 +324,7 @@ class PuzzleResult:
 
 def default_library_dir(parent: HeteroLlamaForCausalLM) -> Path:
     """``$MRKL_CACHE_DIR/compression/puzzle-<model id>`` (``~/.cache/mrkl`` by default)."""
-    root = Path(os.environ.get("MRKL_CACHE_DIR") or Path.home() / ".cache" / "mrkl").expanduser()
-    return root / "compression" / f"puzzle-{_model_id(parent)}"
+    return compression_cache_dir() / f"puzzle-{weights_fingerprint(parent)}"
 
 
 def _bld_summary(library: BlockLibrary) -> dict[str, Any]:
@@ -425,6 +427,80 @@ def _costs_cached(parent, spec: LibrarySpec, library_dir: Path, remeasure: bool,
     return table
 
 
+@dataclass
+class PreparedLibrary:
+    """A parent with its trained, scored and costed block library (see :func:`prepare_library`).
+
+    Attributes:
+        parent / tokenizer / name: the loaded parent (float32 :class:`HeteroLlamaForCausalLM`).
+        library_dir: the library folder.
+        calibration: its frozen :class:`~llm_backends.compression.calibration.CalibrationData`.
+        score_windows / eval_windows: disjoint held-out windows ``(N, T)`` for scoring and for reports.
+        library / scores / costs: the trained variants, their replace-one-block KL, the cost table.
+        seconds: wall-clock seconds per step.
+    """
+
+    parent: HeteroLlamaForCausalLM
+    tokenizer: Any
+    name: str
+    library_dir: Path
+    calibration: Any
+    score_windows: torch.Tensor
+    eval_windows: torch.Tensor
+    library: BlockLibrary
+    scores: LibraryScores
+    costs: CostTable
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_library(
+    model: str,
+    spec: LibrarySpec = LibrarySpec(),
+    bld: BLDSettings = BLDSettings(),
+    workers: int = 1,
+    score_windows: int = 8,
+    eval_windows: int = 8,
+    library_dir: str | os.PathLike[str] | None = None,
+    remeasure_costs: bool = False,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    show_bar: bool = True,
+) -> PreparedLibrary:
+    """Load the parent and bring its library up to date: calibration text, BLD, scores, costs
+    (each step reuses what the library folder already holds). Arguments as :func:`run_puzzle`.
+
+    Raises:
+        ValueError: the model is not a plain Llama, or too little held-out text.
+    """
+    from llm_backends.compression.pipeline import load_model
+
+    progress = progress or _quiet
+    secs: dict[str, float] = {}
+    t = time.perf_counter()
+    parent, tok, name = load_model(model, progress=progress)
+    check_plain_parent(parent)
+    lib_dir = Path(library_dir) if library_dir else default_library_dir(parent)
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    (lib_dir / "spec.json").write_text(json.dumps({"model": name, "spec": spec.to_dict(), "bld": bld.to_dict()}, indent=1))
+    calib = library_calibration(parent, tok, lib_dir, progress)
+    held = calib.heldout
+    if len(held) < 2:
+        raise ValueError("too little held-out calibration text for scoring and evaluation")
+    score_w, eval_w = held[::2][:score_windows], held[1::2][:eval_windows]
+    progress(f"calibration: {calib.describe()}")
+    secs["load_and_calibrate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    library = load_or_build_library(parent, calib.train, lib_dir, spec, bld, workers, progress, show_bar)
+    secs["bld"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scores = _scores_cached(parent, library, score_w, lib_dir, progress)
+    secs["scoring"] = time.perf_counter() - t
+    t = time.perf_counter()
+    costs = _costs_cached(parent, spec, lib_dir, remeasure_costs, progress, threads)
+    secs["costs"] = time.perf_counter() - t
+    return PreparedLibrary(parent, tok, name, lib_dir, calib, score_w, eval_w, library, scores, costs, secs)
+
+
 def run_puzzle(
     model: str,
     out_dir: str | os.PathLike[str] | None,
@@ -475,13 +551,7 @@ def run_puzzle(
     from llm_backends.compression.evaluate import kl_to_parent, perplexity
     from llm_backends.compression.fusion import fuse_groups, select_fusion_groups
     from llm_backends.compression.nemotron_nas import save_nemotron_nas
-    from llm_backends.compression.pipeline import load_model
-
     progress = progress or _quiet
-    secs: dict[str, float] = {}
-    t = time.perf_counter()
-    parent, tok, name = load_model(model, progress=progress)
-    check_plain_parent(parent)
     if out_dir is not None:  # fail now, not after an hour of distillation and scoring
         out_path = Path(out_dir)
         if out_path.exists() and not out_path.is_dir():
@@ -492,27 +562,12 @@ def run_puzzle(
             raise ValueError(f"cannot create the output folder {out_path}: {exc.strerror or exc}") from None
         if not os.access(out_path, os.W_OK):
             raise ValueError(f"the output folder {out_path} is not writable")
-    lib_dir = Path(library_dir) if library_dir else default_library_dir(parent)
-    lib_dir.mkdir(parents=True, exist_ok=True)
-    (lib_dir / "spec.json").write_text(json.dumps({"model": name, "spec": spec.to_dict(), "bld": bld.to_dict()}, indent=1))
-    calib = library_calibration(parent, tok, lib_dir, progress)
-    held = calib.heldout
-    if len(held) < 2:
-        raise ValueError("too little held-out calibration text for scoring and evaluation")
-    score_w = held[::2][:score_windows]
-    eval_w = held[1::2][:eval_windows]
-    progress(f"calibration: {calib.describe()}")
-    secs["load_and_calibrate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    library = load_or_build_library(parent, calib.train, lib_dir, spec, bld, workers, progress, show_bar)
-    secs["bld"] = time.perf_counter() - t
-    t = time.perf_counter()
-    scores = _scores_cached(parent, library, score_w, lib_dir, progress)
-    secs["scoring"] = time.perf_counter() - t
-    t = time.perf_counter()
-    costs = _costs_cached(parent, spec, lib_dir, remeasure_costs, progress, threads)
-    secs["costs"] = time.perf_counter() - t
+    prep = prepare_library(
+        model, spec, bld, workers, score_windows, eval_windows, library_dir, remeasure_costs, threads, progress, show_bar
+    )
+    parent, tok, name, lib_dir = prep.parent, prep.tokenizer, prep.name, prep.library_dir
+    calib, eval_w, library, scores, costs = prep.calibration, prep.eval_windows, prep.library, prep.scores, prep.costs
+    secs = dict(prep.seconds)
 
     t = time.perf_counter()
     blocks, mip_res = search_architecture(parent, scores, costs, budgets, vllm_compatible, "mip")
