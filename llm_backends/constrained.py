@@ -146,15 +146,35 @@ class JSONSchemaConstraint:
         self._lt.fill_next_token_bitmask(self.matcher, self._mask, 0)
         n = self._ll.vocab_size
         out = logits.clone()
-        head = out[:n].unsqueeze(0)
-        self._lt.apply_token_bitmask_inplace(head, self._mask)
-        out[:n] = head[0]
+        # The bitmask is applied with plain tensor ops: llguidance.torch's own
+        # apply_token_bitmask_inplace goes through torch.compile, i.e. a C++ compiler at run
+        # time and an on-disk kernel cache that concurrent processes can leave broken.
+        allowed = allowed_tokens(self._mask[0], n).to(out.device)
+        head = out[:n]
+        head.masked_fill_(~allowed, -torch.inf)
         if out.shape[0] > n:
             out[n:] = -torch.inf
         if self.bias is not None:
             text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
             out = self.bias(text, out)
         return out
+
+
+def allowed_tokens(bitmask: Any, vocab_size: int) -> Any:
+    """A token bitmask (int32, 32 tokens per word, bit ``i % 32`` of word ``i // 32``) as a bool tensor.
+
+    Args:
+        bitmask: 1-D int32 tensor of ``ceil(vocab_size / 32)`` words (llguidance's layout).
+        vocab_size: the number of tokens.
+
+    Returns:
+        A bool tensor of shape ``(vocab_size,)``: True where the token is allowed.
+    """
+    import torch
+
+    shifts = torch.arange(32, dtype=torch.int32)
+    bits = (bitmask.to(torch.int32).unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(-1)[:vocab_size].bool()
 
 
 def close_objects(schema: Any) -> Any:
@@ -176,9 +196,19 @@ def close_objects(schema: Any) -> Any:
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?![\w.]))?")
 
 
+_BRACKET_LIST_RE = re.compile(r"[\[(][-+\d\s,.eE]*[\])]")
+
+
+def unpack_number_lists(text: str) -> str:
+    """``text`` with the commas of bracketed number lists made ``;`` (same length, offsets kept):
+    ``"[200,300,400]"`` is three numbers, not 200300400 with thousands separators."""
+    return _BRACKET_LIST_RE.sub(lambda m: m.group().replace(",", ";"), text)
+
+
 def number_spans(text: str) -> list[str]:
-    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8, 1e-9"`` → ``['-3', '1500', '9.8', '1e-9']``."""
-    return [m.group().replace(",", "") for m in _NUMBER_RE.finditer(text)]
+    """Numbers as written in ``text`` (thousands separators dropped): ``"b=-3, 1,500 and 9.8, 1e-9"`` → ``['-3', '1500', '9.8', '1e-9']``;
+    a bracketed list is its items: ``"[200,300]"`` → ``['200', '300']``."""
+    return [m.group().replace(",", "") for m in _NUMBER_RE.finditer(unpack_number_lists(text))]
 
 
 def _same_number(a: str, b: str) -> bool:
@@ -214,6 +244,10 @@ class CopyBias:
         number_items: ``"json"`` mode for an array of numbers: the bias also proposes a
             question number where an item starts (after ``[`` or ``,``), the first one not
             yet written in the array getting ``first_bonus``.
+        used_strings: string values other arguments already took; a span of the source
+            that starts with one of them (case-insensitive, 2+ characters) is not proposed
+            where a string value starts, so two arguments do not copy the same span
+            ("sequence" and "reference_sequence" from two DNA strings).
 
     Call: ``bias(text_so_far, logits) -> logits`` (1-D tensor; a copy is changed).
     """
@@ -230,6 +264,7 @@ class CopyBias:
         first_bonus: float = 0.0,
         numbers: Sequence[str] | None = None,
         number_items: bool = False,
+        used_strings: Sequence[str] = (),
     ) -> None:
         if mode not in ("string", "number", "json"):
             raise ValueError(f"mode must be 'string', 'number' or 'json', got {mode!r}")
@@ -248,6 +283,9 @@ class CopyBias:
                     break
         self.first_bonus = first_bonus
         self.starts = [m.start() for m in re.finditer(r"(?<![\w'])[\w$€£-]", source)]
+        taken = [u.strip().lower() for u in used_strings if isinstance(u, str) and len(u.strip()) >= 2]
+        low = source.lower()
+        self._fresh_starts = [i for i in self.starts if not any(low.startswith(u, i) for u in taken)]
 
     def _first_token(self, text: str) -> int | None:
         if text not in self._first:
@@ -312,7 +350,7 @@ class CopyBias:
                         can_end = True
             return toks, can_end
         src = self.source
-        positions = self.starts if not cur else [i for i in self.starts if src.startswith(cur, i)]
+        positions = self._fresh_starts if not cur else [i for i in self.starts if src.startswith(cur, i)]
         for i in positions:
             j = i + len(cur)
             rest = src[j : j + 24]

@@ -29,6 +29,7 @@ gives, for every question, the functions available and the acceptable calls. Thi
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import re
 import statistics
@@ -167,17 +168,30 @@ def _py_type(schema: dict[str, Any], name: str) -> Any:
 
 
 def _model(name: str, schema: dict[str, Any]) -> type[BaseModel]:
+    """A pydantic model of an object schema. A property name pydantic refuses as a field
+    (``_class``, ``class``, ``my-field``) gets a safe field name with the original as its
+    alias: it validates and dumps under the original name."""
     required = set(schema.get("required", []))
     fields: dict[str, Any] = {}
+    taken = set(schema.get("properties", {}))
     for pname, sub in schema.get("properties", {}).items():
         typ = _py_type(sub, f"{name}_{pname}")
+        field_name, alias = pname, None
+        if not pname.isidentifier() or pname.startswith("_") or keyword.iskeyword(pname) or hasattr(BaseModel, pname):
+            field_name = "f_" + (re.sub(r"\W", "_", pname).strip("_") or "field")
+            while field_name in taken:
+                field_name += "_"
+            taken.add(field_name)
+            alias = pname
         if pname in required:
-            fields[pname] = (typ, Field(..., description=sub.get("description")))
+            fields[field_name] = (typ, Field(..., description=sub.get("description"), alias=alias))
         else:
-            fields[pname] = (Optional[typ], Field(None, description=sub.get("description")))
+            fields[field_name] = (Optional[typ], Field(None, description=sub.get("description"), alias=alias))
     safe = re.sub(r"\W", "_", name) or "Args"
     try:
-        return create_model(safe, __config__=ConfigDict(extra="forbid"), **fields)
+        return create_model(
+            safe, __config__=ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True), **fields
+        )
     except Exception as exc:  # noqa: BLE001 - e.g. a property name pydantic refuses
         raise BFCLSchemaError(f"{name}: cannot build an argument model: {exc}") from exc
 
@@ -453,10 +467,11 @@ class MRKLSystem:
        with a copy bias toward the question, and keeps optional arguments only when
        grounded in the question (:class:`router.arguments.ConstrainedArguments`).
     3. "None" is scored alongside: the candidate is called only when
-       ``cos − λ·u + μ·margin ≥ τ`` (u: share of required arguments not grounded in the
-       question; margin: over the runner-up function)
+       ``cos − λ·u + μ·margin + ν·n ≥ τ`` (u: share of required arguments not grounded in
+       the question; margin: over the runner-up function; n: share of the function's
+       name words the question writes)
        (:class:`router.relevance.RelevanceGate`); otherwise the system falls back to the
-       language model and says why. w, λ, μ and τ come from :meth:`calibrate`.
+       language model and says why. w, λ, μ, ν and τ come from :meth:`calibrate`.
 
     Args:
         backend: the local model (TransformersBackend).
@@ -464,6 +479,8 @@ class MRKLSystem:
         copy_bonus: see :class:`router.arguments.ConstrainedArguments`.
         margin_weights: the grid for the gate's margin weight μ (:class:`router.relevance.RelevanceGate`);
             ``(0.0,)`` turns the margin term off.
+        name_weights: the grid for the gate's name-overlap weight ν
+            (:func:`router.relevance.name_overlap`); ``(0.0,)`` turns it off.
         rerank_k: how many of the most similar functions are decoded and compared by
             grounding when the calibrated rerank weight is above 0 (see :meth:`_choose`).
         rerank_weights: the grid for that weight; ``(0.0,)`` turns the rerank off.
@@ -476,6 +493,7 @@ class MRKLSystem:
         *,
         copy_bonus: float = 4.0,
         margin_weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
+        name_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
         rerank_k: int = 2,
         rerank_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5),
     ) -> None:
@@ -484,9 +502,10 @@ class MRKLSystem:
         from router.relevance import RelevanceGate
 
         self.arg_router = LLMRouter(backend, constrained=True, per_field=True, ground_optional=True, copy_bonus=copy_bonus, repair=False)
-        self.router = embedding_router or EmbeddingRouter()
+        self.router = embedding_router or EmbeddingRouter(include_name=True)
         self.gate = RelevanceGate()
         self.margin_weights = tuple(margin_weights)
+        self.name_weights = tuple(name_weights)
         self.rerank_k = rerank_k
         self.rerank_weights = tuple(rerank_weights)
         self.rerank_weight = 0.0
@@ -544,7 +563,7 @@ class MRKLSystem:
     def calibrate(
         self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2, min_no_call: float | None = None
     ) -> dict[str, Any]:
-        """Fit the rerank weight w, then the none score (λ, μ, τ), on calibration cases.
+        """Fit the rerank weight w, then the none score (λ, μ, ν, τ), on calibration cases.
 
         w: among ``rerank_weights``, the one that picks the right function most often on
         the relevant cases with several functions (ties: the smaller w; w = 0 keeps the
@@ -575,15 +594,19 @@ class MRKLSystem:
                 best_w, best_right = w, right
         self.rerank_weight = best_w
         # 2. the none score, with the functions that weight chooses
+        from router.relevance import name_overlap
+
         rows = []
         for c, should, r, s in ranked_cases:
             if s[0] < floor:
-                rows.append((s[0], 1.0, should, s[0] - s[1] if len(s) > 1 else 0.0))
+                rows.append((s[0], 1.0, should, s[0] - s[1] if len(s) > 1 else 0.0, name_overlap(c.question, r[0].function_name)))
                 continue
             i, dec = self._choose(c, r, s, self.rerank_weight)
             margin = (s[0] - s[1] if len(s) > 1 else 0.0) if i == 0 else 0.0
-            rows.append((s[i], dec[i][3], should, margin))
-        self.fit_report = self.gate.fit(rows, min_no_call=min_no_call, margin_weights=self.margin_weights)
+            rows.append((s[i], dec[i][3], should, margin, name_overlap(c.question, r[i].function_name)))
+        self.fit_report = self.gate.fit(
+            rows, min_no_call=min_no_call, margin_weights=self.margin_weights, name_weights=self.name_weights
+        )
         self.fit_report["rerank_weight"] = self.rerank_weight
         self.fit_report["rerank_right"] = f"{best_right}/{len(multi)}"
         self._cache.clear()
@@ -595,12 +618,15 @@ class MRKLSystem:
         timings = {"embedding_rank": time.perf_counter() - t0}
         margin = scores[0] - scores[1] if len(scores) > 1 else 0.0
         best, sim = ranked[0], scores[0]
-        upper = self.gate.score(sim, 0.0, margin)
+        from router.relevance import name_overlap
+
+        names = [name_overlap(case.question, e.function_name) for e in ranked[: max(1, self.rerank_k)]]
+        upper = self.gate.score(sim, 0.0, margin, max(names))
         if upper < self.gate.threshold:  # the score can only go down from here
             return Prediction(
                 None, "", None,
                 f"fallback to the language model: best {best.function_name} similarity {sim:.2f} "
-                f"(margin {margin:.2f}) scores {upper:.2f} < none {self.gate.threshold:.2f}", timings,
+                f"(margin {margin:.2f}, name {names[0]:.2f}) scores {upper:.2f} < none {self.gate.threshold:.2f}", timings,
             )
         t1 = time.perf_counter()
         try:
@@ -610,18 +636,19 @@ class MRKLSystem:
         timings["argument_decoding"] = time.perf_counter() - t1
         args, raw, err, u = dec[i]
         chosen_margin = margin if i == 0 else 0.0
-        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u)
+        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, name_overlap(case.question, ranked[i].function_name))
         pred.timings = timings
         return pred
 
     def _decide(
-        self, best: BFCLExpert, sim: float, margin: float, args: dict[str, Any] | None, raw: str, err: str | None, u: float
+        self, best: BFCLExpert, sim: float, margin: float, args: dict[str, Any] | None, raw: str, err: str | None, u: float,
+        name: float = 0.0,
     ) -> Prediction:
-        if not self.gate.accepts(sim, u, margin):
+        if not self.gate.accepts(sim, u, margin, name):
             return Prediction(
                 None, raw, None,
-                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin):.2f} "
-                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}) < none {self.gate.threshold:.2f}",
+                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin, name):.2f} "
+                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}, name {name:.2f}) < none {self.gate.threshold:.2f}",
             )
         if err is not None or args is None:
             return Prediction(None, raw, False, f"arguments failed: {err}")

@@ -30,13 +30,17 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    described_options,
     field_numbers,
+    first_written_list,
+    flag_mentioned,
     implied_value,
     is_expression_argument,
     math_expressions,
     normalize_expression,
     number_text,
     question_numbers,
+    snap_number,
     unit_mismatch,
 )
 
@@ -157,13 +161,19 @@ def _distinct_items(text: str) -> int:
 
 
 def field_schema(schema: dict[str, Any], required: bool) -> dict[str, Any]:
-    """The schema one argument is decoded under: a required array gets ``minItems: 1``, a
-    required free-form object (no ``properties``) ``minProperties: 1``.
+    """The schema one argument is decoded under: a required string gets ``minLength: 1``, a
+    required array ``minItems: 1`` (and non-empty string items), a required free-form
+    object (no ``properties``) ``minProperties: 1``.
 
     A required list argument is almost never meant to be empty, and a small model under
     a copy bias otherwise closes it at once (``[]``).
     """
+    if required and _type_of(schema) == "string" and "enum" not in schema and "minLength" not in schema:
+        return {**schema, "minLength": 1}  # a required name or text is never ""
     if required and _type_of(schema) == "array" and "minItems" not in schema:
+        items = schema.get("items")
+        if isinstance(items, dict) and _type_of(items) == "string" and "enum" not in items and "minLength" not in items:
+            return {**schema, "minItems": 1, "items": {**items, "minLength": 1}}  # ["John", "Alice"], not [""]
         return {**schema, "minItems": 1}
     if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema:
         return {**schema, "minProperties": 1}  # a required free-form map ({"math": 90, ...})
@@ -229,8 +239,12 @@ class ConstrainedArguments:
         unk = tok.unk_token_id
         self._quote_ids = [i for i in ids[:3] if isinstance(i, int) and i >= 0 and i != unk]
         self._close_ids = [i for i in ids[3:] if isinstance(i, int) and i >= 0 and i != unk]
+        arr = tok.convert_tokens_to_ids([",", "]", "],", "]}"])
+        self._item_end_ids = [i for i in arr if isinstance(i, int) and i >= 0 and i != unk]
 
-    def _bias(self, question: str, schema: dict[str, Any], used: Sequence[str] = ()) -> CopyBias | None:
+    def _bias(
+        self, question: str, schema: dict[str, Any], used: Sequence[str] = (), used_strings: Sequence[str] = ()
+    ) -> CopyBias | None:
         if self.copy_bonus <= 0 or not question:
             return None
         t = _type_of(schema)
@@ -241,11 +255,16 @@ class ConstrainedArguments:
                 used_numbers=used, first_bonus=self.first_bonus, numbers=numbers,
             )
         if t == "string":
-            return CopyBias(self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids)  # type: ignore[attr-defined]
+            return CopyBias(
+                self.backend.encode, question, mode="string", bonus=self.copy_bonus, end_ids=self._quote_ids,  # type: ignore[attr-defined]
+                used_strings=used_strings,
+            )
+        number_items = t == "array" and _type_of(schema.get("items") or {}) in ("integer", "number")
         return CopyBias(
-            self.backend.encode, question, mode="json", bonus=self.copy_bonus, end_ids=self._quote_ids,  # type: ignore[attr-defined]
-            used_numbers=used, first_bonus=self.first_bonus, numbers=numbers,
-            number_items=t == "array" and _type_of(schema.get("items") or {}) in ("integer", "number"),
+            self.backend.encode, question, mode="json", bonus=self.copy_bonus,  # type: ignore[attr-defined]
+            # a number item that is complete ends at "," or "]" ([200, 300], not [200300])
+            end_ids=self._quote_ids + (self._item_end_ids if number_items else []),
+            used_numbers=used, first_bonus=self.first_bonus, numbers=numbers, number_items=number_items,
         )
 
     def decode(
@@ -257,12 +276,15 @@ class ConstrainedArguments:
         max_new_tokens: int | None = None,
         terminators: tuple[str, ...] = (),
         used_numbers: Sequence[str] = (),
+        used_strings: Sequence[str] = (),
     ) -> tuple[Any, str]:
         """Decode one JSON value of ``schema`` after ``prompt`` (greedy, masked, copy-biased).
 
         Args:
             terminators: literal strings one of which must follow the value (see
                 :class:`~llm_backends.constrained.JSONSchemaConstraint`); stripped from the text.
+            used_numbers: numbers (as written) earlier arguments took; the copy bias prefers the others.
+            used_strings: string values earlier arguments took; the copy bias does not propose them again.
 
         Returns:
             ``(value, text)``: the parsed value and the exact text written (it may start
@@ -273,7 +295,8 @@ class ConstrainedArguments:
                 budget ran out before the value was complete.
         """
         hook = JSONSchemaConstraint(
-            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers), terminators=terminators  # type: ignore[attr-defined]
+            self.backend.tokenizer, schema, bias=self._bias(question, schema, used_numbers, used_strings),  # type: ignore[attr-defined]
+            terminators=terminators,
         )
         budget = max_new_tokens or self.max_value_tokens
         text = self.backend.generate(prompt, max_new_tokens=budget, logits_hook=hook)  # type: ignore[call-arg]
@@ -290,13 +313,16 @@ class ConstrainedArguments:
         except ValueError as exc:  # cannot happen under the grammar; kept as a guard
             raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
 
-    def _decode_field(self, running: str, schema: dict[str, Any], question: str, used: list[float]) -> tuple[Any, str]:
+    def _decode_field(
+        self, running: str, schema: dict[str, Any], question: str, used: list[float], used_strings: Sequence[str] = ()
+    ) -> tuple[Any, str]:
         """One argument's value. When the budget runs out (a repetition loop): an array is decoded
         again with ``maxItems`` set to the distinct items it had written; a free-form object
-        again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too."""
+        again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too; a
+        string again with at most 32 characters; an untyped ("any") value again as a scalar."""
         nums = [_num_text(u) for u in used]
         try:
-            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums)
+            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums, used_strings=used_strings)
         except ValueBudgetError as exc:
             t = _type_of(schema)
             if t == "array" and "maxItems" not in schema:
@@ -310,6 +336,13 @@ class ConstrainedArguments:
                     return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums)
                 except ValueBudgetError:
                     return self.decode(running, {"type": "object", "maxProperties": 0}, question, terminators=(",", "}"))
+            if t == "string" and "enum" not in schema and "maxLength" not in schema:
+                # a string that never closes ("the_id_of_the_case_to_get_the_..."): a short one
+                return self.decode(running, {**schema, "maxLength": 32}, question, terminators=(",", "}"), used_numbers=nums)
+            if t is None and not any(k in schema for k in ("enum", "anyOf", "oneOf", "const")):
+                # "any" value that nests without end: a scalar (a short string copied from the question, a number)
+                scalar = {"type": ["string", "number", "boolean"], "maxLength": 32}
+                return self.decode(running, scalar, question, terminators=(",", "}"), used_numbers=nums)
             raise
 
     def extract(
@@ -346,37 +379,63 @@ class ConstrainedArguments:
         running = prompt + " {"
         args: dict[str, Any] = {}
         used: list[float] = []
+        strings: list[str] = []  # string values already taken (not proposed again by the copy bias)
+        lists: list[list[float]] = []  # number lists already taken
         first = True
         for name, sub in schema["properties"].items():
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
-            running += ("" if first else ",") + (" " if not first else "") + json.dumps(name) + ":"
+            kind = _type_of(sub_schema)
+            flag = flag_mentioned(name, question) if kind == "boolean" else None
+            if kind == "boolean" and flag is None and name not in required and ground_optional:
+                continue  # an optional flag the question does not speak of keeps its default
+            prefix = ("" if first else ", ") + json.dumps(name) + ":"
+            running += prefix
             first = False
-            implied = implied_value(name, sub_schema, question) if _type_of(sub_schema) in ("integer", "number") else None
+            implied = implied_value(name, sub_schema, question) if kind in ("integer", "number") else None
+            options = described_options(sub_schema)
             try:
-                if implied is not None:  # the question implies it ("dropped" → initial velocity 0)
-                    value = int(implied) if _type_of(sub_schema) == "integer" else implied
+                if flag is not None:  # the question names the flag ("detailed information")
+                    value, text = flag, " " + json.dumps(flag)
+                elif implied is not None:  # the question implies it ("dropped" → initial velocity 0)
+                    value = int(implied) if kind == "integer" else implied
                     text = " " + number_text(value)
                 else:
-                    value, text = self._decode_field(running, field_schema(sub_schema, name in required), question, used)
+                    field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
+                    value, text = self._decode_field(running, field, question, used, strings)
             except BackendError:
                 if name in required:
                     raise
-                running = running[: running.rfind(json.dumps(name))].rstrip(", ")
+                running = running[: len(running) - len(prefix)]
                 first = running.endswith("{")
                 continue
+            if kind in ("integer", "number"):
+                snapped = snap_number(value, field_numbers(question, sub_schema))
+                if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
+                    value, text = snapped, " " + number_text(snapped)
+            if kind == "array":
+                cut = first_written_list(value, question, lists)
+                if cut != value:
+                    value, text = cut, " " + json.dumps(cut)
+                if isinstance(value, list):
+                    lists.append([float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)])
             if is_expression_argument(name, sub_schema):
                 picked = _pick_expression(value, question)
                 if picked != value:
                     value, text = picked, " " + json.dumps(picked, ensure_ascii=False)
             running += text if text.startswith(" ") else " " + text
-            if isinstance(value, bool) and not grounded_in(value, question, name=name):
+            if isinstance(value, bool) and not grounded_in(value, question, name=name) and flag is None:
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
+            repeated = isinstance(value, str) and value.strip().lower() in {x.strip().lower() for x in strings}
             keep = name in required or not ground_optional or (
-                grounded_in(value, question, name=name, used_numbers=used, number_words=False) and not unit_mismatch(name, sub_schema, value)
+                (flag is not None or grounded_in(value, question, name=name, used_numbers=used, number_words=False))
+                and not unit_mismatch(name, sub_schema, value)
+                and not repeated
             )
             if keep:
                 args[name] = value
                 used.extend(_numbers_of(value))
+                if isinstance(value, str) and len(value.strip()) >= 2:
+                    strings.append(value)
         return args, json.dumps(args, ensure_ascii=False)

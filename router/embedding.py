@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -148,6 +149,11 @@ class EmbeddingRouter:
         aggregate: ``"max"`` (the nearest text) or ``"topk_mean"`` (mean of the ``top_n`` nearest).
         top_n: texts averaged by ``"topk_mean"``.
         include_description: embed each expert's description as one of its texts.
+        include_name: write the expert's name, in words, before its description
+            (``"calculate triangle area: Calculate the area of a triangle ..."``). A function
+            name is part of its documentation in every tool-calling format; on BFCL it
+            separates relevant from irrelevant questions better than the description
+            alone (benchmarks/README.md, issue 3).
         none_threshold: τ (see the module docstring) until :meth:`fit` sets it.
         temperature: T until :meth:`fit` sets it.
         arg_router: a router with ``extract_args(question, expert)`` and ``repair_args``
@@ -171,6 +177,7 @@ class EmbeddingRouter:
         aggregate: str = "max",
         top_n: int = 2,
         include_description: bool = True,
+        include_name: bool = False,
         none_threshold: float = DEFAULT_NONE_THRESHOLD,
         temperature: float = DEFAULT_TEMPERATURE,
         arg_router: Any = None,
@@ -187,6 +194,7 @@ class EmbeddingRouter:
         self.aggregate = aggregate
         self.top_n = top_n
         self.include_description = include_description
+        self.include_name = include_name
         self.none_threshold = float(none_threshold)
         self.temperature = float(temperature)
         self.arg_router = arg_router
@@ -234,7 +242,11 @@ class EmbeddingRouter:
 
         Duplicates and empty texts are dropped; an expert always has at least its description.
         """
-        texts = [" ".join(expert.description.split())] if self.include_description else []
+        desc = " ".join(expert.description.split())
+        if self.include_name:
+            words = " ".join(w for w in re.split(r"[_.\W]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", expert.name)) if w)
+            desc = f"{words}: {desc}" if desc else words
+        texts = [desc] if self.include_description else []
         texts += [" ".join(ex.question.split()) for ex in expert.examples]
         seen: set[str] = set()
         out = [t for t in texts if t and not (t in seen or seen.add(t))]

@@ -8,15 +8,18 @@ function's required arguments are nowhere in the question.
 
 :class:`RelevanceGate` scores the best expert as
 
-    s = cos(question, expert) − λ · u + μ · m
+    s = cos(question, expert) − λ · u + μ · m + ν · n
 
 where ``cos`` is the embedding router's similarity, ``u`` the share of the expert's
 required (non-boolean) arguments whose decoded values are not grounded in the question
 (:func:`router.arguments.grounded_in`), and ``m`` the *margin* of the best expert over the
 runner-up (``cos₁ − cos₂``; 0 when there is only one candidate): a question that
-clearly prefers one of several experts speaks of that expert. "None" is the option
+clearly prefers one of several experts speaks of that expert; ``n`` the share of the
+expert's name words the question writes (:func:`name_overlap`), the lexical half of
+hybrid (sparse + dense) retrieval: "binomial probability" in the question and
+``calc_binomial_prob`` share two of three words. "None" is the option
 with the constant score τ; the expert is called only when ``s ≥ τ``.
-:meth:`RelevanceGate.fit` picks (λ, μ, τ) on labelled examples by balanced accuracy of
+:meth:`RelevanceGate.fit` picks (λ, μ, ν, τ) on labelled examples by balanced accuracy of
 call / no-call (or at an operating point), the same criterion the embedding router's
 own ``fit`` uses for τ alone. To calibrate μ honestly the labelled examples must include
 should-not-call questions with several candidates too (see
@@ -26,6 +29,7 @@ should-not-call questions with several candidates too (see
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -34,7 +38,38 @@ import numpy as np
 from router.arguments import _numbers_of, grounded_in
 from router.values import field_numbers, implied_value, is_expression_argument, math_expressions, question_numbers
 
-__all__ = ["RelevanceGate", "ungrounded_share"]
+__all__ = ["RelevanceGate", "ungrounded_share", "name_overlap"]
+
+_NAME_STOP = frozenset(
+    "the a an of to in for and or with by on at from is are be get set find calculate compute "
+    "fetch retrieve search lookup query make create run do info data value values number".split()
+)
+
+
+def _stems(text: str) -> set[str]:
+    """5-letter prefixes of the words (3+ letters, not stop words) of ``text``; snake_case and camelCase split."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(text))
+    return {w[:5] for w in re.split(r"[^a-z0-9]+", spaced.lower()) if len(w) >= 3 and w not in _NAME_STOP}
+
+
+def name_overlap(question: str, name: str) -> float:
+    """Share (0..1) of an expert's name words that the question writes.
+
+    Words are split on ``_``, ``.`` and camelCase, compared by their first five letters
+    (``probability`` / ``prob`` do not match, ``binomial`` / ``binomial`` do), verbs
+    that every API name starts with ("get", "calculate", "find", ...) left out. A name
+    with no such word gives 0.0; so does bad input.
+
+    Args:
+        question: the user's question.
+        name: the expert's (function's) name, e.g. ``"calc_binomial_prob"``.
+    """
+    if not isinstance(question, str) or not isinstance(name, str):
+        return 0.0
+    words = _stems(name)
+    if not words:
+        return 0.0
+    return len(words & _stems(question)) / len(words)
 
 
 def ungrounded_share(args: dict[str, Any] | None, schema: dict[str, Any], question: str) -> float:
@@ -82,12 +117,13 @@ def _normalised_from(name: str, prop: Any, value: Any, question: str) -> bool:
 
 @dataclass
 class RelevanceGate:
-    """Call the best expert only when ``cos − λ·u + μ·m ≥ τ`` (see the module docstring).
+    """Call the best expert only when ``cos − λ·u + μ·m + ν·n ≥ τ`` (see the module docstring).
 
     Attributes:
         weight: λ, the penalty per unit of ungrounded share.
         threshold: τ, the score of "none".
         margin_weight: μ, the bonus per unit of margin over the runner-up expert (0: off).
+        name_weight: ν, the bonus per unit of name overlap (:func:`name_overlap`; 0: off).
         report: what :meth:`fit` measured (n, balanced accuracy, call rates).
     """
 
@@ -95,25 +131,29 @@ class RelevanceGate:
     threshold: float = 0.35
     report: dict[str, Any] = field(default_factory=dict)
     margin_weight: float = 0.0
+    name_weight: float = 0.0
 
-    def score(self, similarity: float, ungrounded: float, margin: float = 0.0) -> float:
-        """The expert's score ``cos − λ·u + μ·m`` (``margin`` m ≥ 0; a negative or non-finite one counts as 0)."""
+    def score(self, similarity: float, ungrounded: float, margin: float = 0.0, name: float = 0.0) -> float:
+        """The expert's score ``cos − λ·u + μ·m + ν·n`` (``margin`` m ≥ 0 and name overlap n in 0..1;
+        a negative or non-finite one counts as 0)."""
         m = float(margin) if np.isfinite(margin) and margin > 0 else 0.0
-        return float(similarity) - self.weight * float(ungrounded) + self.margin_weight * m
+        n = float(name) if np.isfinite(name) and name > 0 else 0.0
+        return float(similarity) - self.weight * float(ungrounded) + self.margin_weight * m + self.name_weight * n
 
-    def accepts(self, similarity: float, ungrounded: float, margin: float = 0.0) -> bool:
+    def accepts(self, similarity: float, ungrounded: float, margin: float = 0.0, name: float = 0.0) -> bool:
         """True when the expert's score beats "none"."""
-        return self.score(similarity, ungrounded, margin) >= self.threshold
+        return self.score(similarity, ungrounded, margin, name) >= self.threshold
 
     def fit(
         self,
-        rows: Sequence[tuple[float, float, bool] | tuple[float, float, bool, float]],
+        rows: Sequence[tuple[float, ...]],
         weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6),
         *,
         min_no_call: float | None = None,
         margin_weights: Sequence[float] = (0.0,),
+        name_weights: Sequence[float] = (0.0,),
     ) -> dict[str, Any]:
-        """Pick (λ, μ, τ) on labelled questions.
+        """Pick (λ, μ, ν, τ) on labelled questions.
 
         Without ``min_no_call``: maximise the balanced accuracy of call / no-call. With it
         (an operating point, like choosing a precision target): among the (λ, τ) whose
@@ -122,12 +162,14 @@ class RelevanceGate:
         accuracy); if none reaches it, fall back to balanced accuracy.
 
         Args:
-            rows: ``(similarity, ungrounded share, should call)`` or ``(similarity,
-                ungrounded share, should call, margin)`` per labelled question.
+            rows: ``(similarity, ungrounded share, should call)``, ``(similarity,
+                ungrounded share, should call, margin)`` or ``(..., margin, name overlap)``
+                per labelled question.
             weights: the λ grid; τ is searched over the midpoints between the sorted scores.
             min_no_call: the wanted no-call rate on irrelevant questions (0..1), or None.
             margin_weights: the μ grid (default ``(0.0,)``: no margin term). Ties go to the
                 earlier grid values, so list 0 first to prefer the simpler gate.
+            name_weights: the ν grid (default ``(0.0,)``: no name term); ties as for μ.
 
         Returns:
             The report (also kept in :attr:`report`).
@@ -137,41 +179,45 @@ class RelevanceGate:
         """
         if not rows:
             raise ValueError("RelevanceGate.fit needs labelled rows")
-        if any(len(r) not in (3, 4) for r in rows):
-            raise ValueError("RelevanceGate.fit rows are (similarity, ungrounded, should_call[, margin])")
+        if any(len(r) not in (3, 4, 5) for r in rows):
+            raise ValueError("RelevanceGate.fit rows are (similarity, ungrounded, should_call[, margin[, name overlap]])")
         sim = np.array([r[0] for r in rows], dtype=float)
         ung = np.array([r[1] for r in rows], dtype=float)
         y = np.array([bool(r[2]) for r in rows])
         mar = np.array([r[3] if len(r) == 4 else 0.0 for r in rows], dtype=float)
         mar = np.where(np.isfinite(mar) & (mar > 0), mar, 0.0)
+        nam = np.array([r[4] if len(r) == 5 else 0.0 for r in rows], dtype=float)
+        nam = np.where(np.isfinite(nam) & (nam > 0), nam, 0.0)
         if not (np.isfinite(sim).all() and np.isfinite(ung).all()):
             raise ValueError("RelevanceGate.fit needs finite similarities and ungrounded shares")
         if y.all() or (~y).all():
             raise ValueError("RelevanceGate.fit needs questions that should and should not call an expert")
-        best = (-1.0, 0.0, 0.0, 0.0)  # (bacc, λ, τ, μ)
-        target: tuple[float, float, float, float, float] | None = None  # (call rate, bacc, λ, τ, μ)
-        for mu in margin_weights:
-            for lam in weights:
-                s = sim - lam * ung + mu * mar
-                cand = np.unique(s)
-                taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
-                for tau in taus:
-                    call = s >= tau
-                    rel, irr = float(call[y].mean()), float((~call[~y]).mean())
-                    bacc = 0.5 * (rel + irr)
-                    if bacc > best[0] + 1e-12:
-                        best = (float(bacc), float(lam), float(tau), float(mu))
-                    if min_no_call is not None and irr >= min_no_call - 1e-12:
-                        if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
-                            target = (rel, bacc, float(lam), float(tau), float(mu))
+        best = (-1.0, 0.0, 0.0, 0.0, 0.0)  # (bacc, λ, τ, μ, ν)
+        target: tuple[float, ...] | None = None  # (call rate, bacc, λ, τ, μ, ν)
+        for nu in name_weights:
+            for mu in margin_weights:
+                for lam in weights:
+                    s = sim - lam * ung + mu * mar + nu * nam
+                    cand = np.unique(s)
+                    taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
+                    for tau in taus:
+                        call = s >= tau
+                        rel, irr = float(call[y].mean()), float((~call[~y]).mean())
+                        bacc = 0.5 * (rel + irr)
+                        if bacc > best[0] + 1e-12:
+                            best = (float(bacc), float(lam), float(tau), float(mu), float(nu))
+                        if min_no_call is not None and irr >= min_no_call - 1e-12:
+                            if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
+                                target = (rel, bacc, float(lam), float(tau), float(mu), float(nu))
         if target is not None:
-            best = (target[1], target[2], target[3], target[4])
-        self.weight, self.threshold, self.margin_weight = best[1], best[2], best[3]
-        call = (sim - self.weight * ung + self.margin_weight * mar) >= self.threshold
+            best = target[1:]
+        self.weight, self.threshold, self.margin_weight, self.name_weight = best[1], best[2], best[3], best[4]
+        call = (sim - self.weight * ung + self.margin_weight * mar + self.name_weight * nam) >= self.threshold
         self.report = {
             "n": int(len(rows)),
             "weight": self.weight,
             "margin_weight": self.margin_weight,
+            "name_weight": self.name_weight,
             "threshold": self.threshold,
             "balanced_accuracy": best[0],
             "objective": "balanced accuracy" if target is None else f"most calls with no-call >= {min_no_call}",

@@ -18,6 +18,14 @@ value a function wants. This module reads the values a question *means*:
 * :func:`unit_mismatch` — a unit argument whose value is a unit of another kind than its
   documented default (pint dimensionality): "50 kilometers" does not ground
   ``unit="kilometers"`` where the default is ``km/h``.
+* :func:`described_options` — the closed set of values a string argument's description
+  lists (``"Can be 'melting', 'freezing', 'vaporization'."``): decoded as an enum.
+* :func:`flag_mentioned` — a boolean argument whose name the question speaks of
+  ("detailed information" → ``detailed=True``; "few artistic interests" → ``False``).
+* :func:`snap_number` — a decoded number that is one of the question's numbers with the
+  decimal point or trailing zeros misplaced (``85000000`` for "8.5 million") → that number.
+* :func:`first_written_list` — a decoded number list that runs on across two lists the
+  question writes in brackets (``[1, 2] and [3, 4]`` → ``[1, 2, 3, 4]``) cut back to one.
 * :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
   the question (``y = 3x^2 + 2x - 1``), with its right-hand side taken when the left is a
   lone variable or ``f(x)``, written in Python syntax (``^`` → ``**``), for a string
@@ -33,6 +41,8 @@ import math
 import re
 from typing import Any
 
+from llm_backends.constrained import unpack_number_lists
+
 __all__ = [
     "question_numbers",
     "implied_value",
@@ -44,6 +54,11 @@ __all__ = [
     "field_numbers",
     "described_unit",
     "number_mentions",
+    "described_options",
+    "flag_mentioned",
+    "snap_number",
+    "bracket_lists",
+    "first_written_list",
 ]
 
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -128,7 +143,7 @@ def number_mentions(text: Any, *, words: bool = True) -> list[tuple[str, int]]:
         return []
     out: list[tuple[str, int]] = []
     words_out: list[tuple[str, int]] = []
-    for m in _TOKEN_RE.finditer(text):
+    for m in _TOKEN_RE.finditer(unpack_number_lists(text)):
         if m.group("num") is not None:
             pos = m.start("num")
             raw = m.group("num").replace(",", "")
@@ -318,6 +333,8 @@ def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
 # ------------------------------------------------------------------ numbers for one argument
 _FRACTION_RE = re.compile(r"as a decimal|decimal (?:number|form|fraction|value)|between 0 and 1|sums? to 1\b|fraction|e\.g\.,?[^.]{0,60}?\b0\.\d", re.I)
 _PERCENT_WORD_RE = re.compile(r"percent|percentage|%|\brate\b", re.I)
+_RATE_RE = re.compile(r"\brates?\b", re.I)
+_AS_PERCENT_RE = re.compile(r"percent|percentage|%", re.I)
 _PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
 _QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?([A-Za-zµμΩ][A-Za-zµμΩ]{0,11})\b")
 _DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?[A-Za-zµμΩ]+(?:\s+per\s+[A-Za-z]+)?)(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
@@ -342,7 +359,10 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
 
     * **Percent as a fraction**: where the argument's description speaks of a percentage
       or rate *and* asks for a decimal or fraction ("as a decimal", "must sum to 1",
-      "e.g. 0.05"), ``5%`` is ``0.05``.
+      "e.g. 0.05"), ``5%`` is ``0.05``; so too for a real-valued (``number``) *rate*
+      whose description does not ask for a percentage ("The annual interest rate."): the
+      financial-API convention that a rate is a fraction. "The interest rate as a
+      percentage" and integer arguments keep ``5``.
     * **Units** (pint): where the description names the unit ("in henries (H)"), a
       quantity written with another unit of the same kind is converted: ``50mH`` → ``0.05``,
       ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``. A unit pint
@@ -356,7 +376,8 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
         return nums
     desc = str(schema.get("description", ""))
     swaps: list[tuple[str, str]] = []  # (number as question_numbers writes it, converted)
-    if _FRACTION_RE.search(desc) and _PERCENT_WORD_RE.search(desc):
+    rate_as_fraction = schema.get("type") == "number" and _RATE_RE.search(desc) and not _AS_PERCENT_RE.search(desc)
+    if (_FRACTION_RE.search(desc) and _PERCENT_WORD_RE.search(desc)) or rate_as_fraction:
         for m in _PERCENT_RE.finditer(question):
             swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
     target = described_unit(schema)
@@ -384,3 +405,168 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
                 out[i] = new
                 break
     return out
+
+
+# ------------------------------------------------------------------ described options
+_OPTIONS_CUE_RE = re.compile(
+    r"\b(?:can be|could be|one of|either|options?|possible values?|choices?|choose|valid values?|supported|allowed|accepted|refers? to)\b",
+    re.I,
+)
+_QUOTED_RE = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"")
+
+
+def described_options(schema: dict[str, Any] | None) -> list[str] | None:
+    """The values a string argument's description offers as a closed set, or None.
+
+    A description that names two or more quoted values together with a word that makes
+    them a choice ("can be", "one of", "either", "options", "possible values",
+    "supported", "'gas' refers to ...") lists the argument's values; the argument is
+    then decoded as an enum of them (first occurrence order, duplicates dropped).
+    Quoted examples without such a word ("e.g. 'Los Angeles, CA'") are not a closed set.
+    A schema that already has an ``enum``, or is not a string, gives None.
+
+    Args:
+        schema: the argument's JSON schema.
+
+    Returns:
+        The options, or None.
+    """
+    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+        return None
+    desc = str(schema.get("description", ""))
+    if not _OPTIONS_CUE_RE.search(desc):
+        return None
+    out: list[str] = []
+    for m in _QUOTED_RE.finditer(desc):
+        v = (m.group(1) or m.group(2) or "").strip()
+        if v and v not in out:
+            out.append(v)
+    return out if len(out) >= 2 else None
+
+
+# ------------------------------------------------------------------ flags
+_FLAG_STOP = {
+    "include", "includes", "including", "calculate", "compute", "with", "show", "return", "returns",
+    "whether", "should", "flag", "enable", "enabled", "use", "uses", "using", "find", "check", "want", "only",
+}
+_NEGATIVE_NAME_WORDS = {"avoid", "exclude", "skip", "disable", "ignore", "hide", "omit", "no", "without", "not", "remove"}
+_NEGATION_RE = re.compile(r"\b(?:no|not|without|few|never|excluding|exclude|don't|doesn't|isn't|aren't|lacks?|non)\W+(?:\w+\W+){0,2}$", re.I)
+
+
+def _name_words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[_\W\d]+", spaced.lower()) if len(w) >= 4 and w not in _FLAG_STOP]
+
+
+def flag_mentioned(name: str, question: Any) -> bool | None:
+    """Whether the question speaks of a boolean argument, by its name's words.
+
+    A word of the name (4+ letters, not a verb such as "include" or "calculate") that
+    the question writes, allowing an inflection ("detailed" for ``detail``, "ratio" for
+    ``format_as_ratio``), turns the flag on; the same word after a negation within three
+    words ("without tolls", "few artistic interests") turns it off. The rule of thumb
+    every function-calling format follows: a flag the user asks for by name is set.
+    A name that is itself negative (``avoid_tolls``, ``exclude_weekends``) is set by any
+    mention of its object ("without tolls", "avoiding tolls").
+
+    Args:
+        name: the argument's name (snake_case or camelCase).
+        question: the user's question.
+
+    Returns:
+        True, False, or None when the question does not speak of it (or is not text).
+    """
+    if not isinstance(question, str) or not isinstance(name, str):
+        return None
+    q = question.lower()
+    all_words = set(re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()))
+    negative_name = bool(all_words & _NEGATIVE_NAME_WORDS)  # avoid_tolls: "without tolls" means True
+    verdict: bool | None = None
+    for w in _name_words(name):
+        if w in _NEGATIVE_NAME_WORDS:
+            continue
+        stem = w[: max(4, len(w) - 2)]
+        for m in re.finditer(r"\b" + re.escape(stem) + r"\w*", q):
+            if _NEGATION_RE.search(q[: m.start()]) and not negative_name:
+                return False
+            verdict = True
+    if verdict is None and negative_name:
+        return None
+    return verdict
+
+
+def _digits(text: str) -> str:
+    """Significant digits of a number text, with its sign: ``"8500000"`` → ``"85"``, ``"0.05"`` → ``"5"``."""
+    sign = "-" if text.strip().startswith("-") else ""
+    mantissa = re.split(r"[eE]", text.strip().lstrip("-"))[0]
+    return sign + mantissa.replace(".", "").strip("0")
+
+
+def snap_number(value: Any, candidates: list[str]) -> Any:
+    """A decoded number → the one question number it miswrites by a power of ten, else itself.
+
+    A small model copying "8.5 million" may write ``85000000``: the digits are right, the
+    place is not. When the value is not among ``candidates`` (the question's numbers as
+    the argument wants them, :func:`field_numbers`) and exactly one candidate has the same
+    significant digits and sign, that candidate is returned (an int stays an int when the
+    candidate is whole). Booleans, non-numbers and ambiguous cases come back unchanged.
+
+    Args:
+        value: the decoded value.
+        candidates: number texts (JSON number syntax).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not candidates:
+        return value
+    try:
+        nums = [float(c) for c in candidates]
+    except ValueError:
+        return value
+    if any(math.isclose(n, float(value)) for n in nums):
+        return value
+    key = _digits(number_text(value))
+    same = {c for c, n in zip(candidates, nums) if _digits(c) == key and key not in ("", "-")}
+    if len(same) != 1:
+        return value
+    snapped = float(same.pop())
+    return int(snapped) if isinstance(value, int) and snapped.is_integer() else snapped
+
+
+_NUMBER_LIST_RE = re.compile(r"[\[(]\s*(?:(?:e\.g\.|i\.e\.|eg|ie),?\s*)?(-?\d+(?:\.\d+)?(?:\s*[,;]\s*-?\d+(?:\.\d+)?)+)\s*[\])]")
+
+
+def bracket_lists(question: Any) -> list[list[float]]:
+    """The number lists a question writes in brackets or parentheses, in order: ``"[1, 2.5] and (e.g., 3,4)"`` → ``[[1, 2.5], [3, 4]]``.
+
+    Only lists of two or more plain numbers count. Bad input gives ``[]``.
+    """
+    if not isinstance(question, str):
+        return []
+    return [[float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))] for m in _NUMBER_LIST_RE.finditer(question)]
+
+
+def first_written_list(value: Any, question: Any, used: list[list[float]] | None = None) -> Any:
+    """A decoded number list cut back to the question's list it starts with.
+
+    A small model copying ``group1`` from "[12.4, 15.6] and [10.5, 9.8]" runs on into the
+    second list. When ``value`` starts with one of the question's bracketed lists (see
+    :func:`bracket_lists`; not one in ``used``) and goes on with the items of the lists
+    after it, only that first list is kept. Anything else comes back unchanged.
+
+    Args:
+        value: the decoded value.
+        question: the user's question.
+        used: lists earlier arguments already took.
+    """
+    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return value
+    lists = bracket_lists(question)
+    for i, lst in enumerate(lists):
+        if used and lst in used:
+            continue
+        n = len(lst)
+        if len(value) > n and [float(v) for v in value[:n]] == lst:
+            rest = [x for later in lists[i + 1 :] for x in later]
+            tail = [float(v) for v in value[n:]]
+            if tail == rest[: len(tail)]:
+                return value[:n]
+    return value

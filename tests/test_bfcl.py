@@ -289,6 +289,7 @@ def _fake_system(sims, args, **kw):
         def __init__(self):  # noqa: D107 - the parts MRKLSystem.__init__ builds, without a model
             self.router, self.gate, self.fit_report, self._cache = _FakeRanker(sims), RelevanceGate(), {}, {}
             self.margin_weights = kw.get("margin_weights", (0.0,))
+            self.name_weights = kw.get("name_weights", (0.0,))
             self.rerank_k, self.rerank_weights, self.rerank_weight = 2, kw.get("rerank_weights", (0.0, 0.1, 0.3)), 0.0
             self.decodes = 0
 
@@ -340,3 +341,16 @@ def test_gate_declines_an_on_topic_function_whose_numbers_the_question_lacks():
     assert system.predict(BFCLCase("s0", q_ok, [ROOTS], None)).call is not None
     bad = system.predict(BFCLCase("i0", q_bad, [ROOTS], None))
     assert bad.call is None and "ungrounded 0.67" in bad.note
+
+
+def test_property_names_pydantic_refuses_validate_and_dump_under_their_own_name():
+    e = BFCLExpert({"name": "create_player_profile", "parameters": {"type": "dict", "properties": {
+        "player_name": {"type": "string"}, "_class": {"type": "string"}, "model_config": {"type": "integer"},
+        "from": {"type": "string"}, "f__class": {"type": "string"}}, "required": ["player_name", "_class"]}})
+    args = e.parse_args({"player_name": "Ann", "_class": "Warrior", "model_config": 3, "from": "x", "f__class": "y"})
+    assert args.model_dump(mode="json") == {"player_name": "Ann", "_class": "Warrior", "model_config": 3, "from": "x", "f__class": "y"}
+    with pytest.raises(ArgumentError) as info:
+        e.parse_args({"player_name": "Ann"})
+    assert "_class" in str(info.value)
+    with pytest.raises(ArgumentError):
+        e.parse_args({"player_name": "Ann", "_class": "W", "level": 3})  # unknown names still refused

@@ -167,3 +167,24 @@ def test_relevance_gate_operating_point():
     assert gate.report["call_rate_relevant"] == 0.5
     gate.fit(rows, min_no_call=0.75)  # one of four may be called: one more relevant call
     assert gate.report["call_rate_relevant"] == 0.75 and gate.report["no_call_rate_irrelevant"] == 0.75
+
+
+def test_allowed_tokens_unpacks_llguidance_bitmasks():
+    from llm_backends.constrained import allowed_tokens
+
+    mask = torch.zeros(3, dtype=torch.int32)
+    for tok in (0, 5, 31, 32, 63, 70):
+        mask[tok // 32] |= torch.tensor(1 << (tok % 32), dtype=torch.int64).to(torch.int32)  # bit 31 makes the word negative
+    got = allowed_tokens(mask, 71)
+    assert got.dtype == torch.bool and got.shape == (71,)
+    assert torch.nonzero(got).flatten().tolist() == [0, 5, 31, 32, 63, 70]
+
+
+def test_string_copy_bias_skips_spans_other_arguments_took():
+    src = "Compare AGTC against reference AGGC"
+    bias = CopyBias(char_encode, src, mode="string", bonus=3.0, end_ids=[ord('"')], used_strings=["AGTC"])
+    starts = boosted(bias, ' "')
+    assert "A" in starts  # 'AGGC' still starts with A
+    fresh = CopyBias(char_encode, "Sequence AGTC", mode="string", bonus=3.0, used_strings=["agtc"])
+    assert "A" not in boosted(fresh, ' "') and "S" in boosted(fresh, ' "')  # case-insensitive
+    assert boosted(fresh, ' "AG') == {"T"}  # once written, the span is still followed

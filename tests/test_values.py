@@ -116,10 +116,13 @@ def test_grounding_reads_normalised_numbers():
 
 
 def test_field_schema_and_distinct_items():
-    assert field_schema({"type": "array", "items": {"type": "string"}}, True)["minItems"] == 1
+    assert field_schema({"type": "array", "items": {"type": "string"}}, True) == {
+        "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}
     assert "minItems" not in field_schema({"type": "array"}, False)
     assert field_schema({"type": "array", "minItems": 0}, True)["minItems"] == 0  # the schema's own word wins
-    assert field_schema({"type": "string"}, True) == {"type": "string"}
+    assert field_schema({"type": "string"}, True) == {"type": "string", "minLength": 1}
+    assert field_schema({"type": "string"}, False) == {"type": "string"}
+    assert field_schema({"type": "string", "enum": ["a"]}, True) == {"type": "string", "enum": ["a"]}
     assert _distinct_items(' ["employees", "employees", "employees", "empl') == 1
     assert _distinct_items("[1, 2, 3, 1, 2, 3, 1") == 3
     assert _distinct_items('["a\\", b", "c", ') == 2
@@ -316,3 +319,151 @@ def test_number_mentions_give_offsets():
     assert number_mentions(q) == [("100", 34), ("50", 58)]
     assert number_mentions("two numbers, 40 and 50") == [("40", 13), ("50", 20), ("2", 0)]
     assert number_mentions(None) == []
+
+
+# ------------------------------------------------------- described options, flags, snapping, names
+def test_described_options_read_closed_sets_not_examples():
+    from router.values import described_options
+
+    phase = {"type": "string", "description": "Phase transition. Can be 'melting', 'freezing', 'vaporization', 'condensation'."}
+    assert described_options(phase) == ["melting", "freezing", "vaporization", "condensation"]
+    fuel = {"type": "string", "description": "'gas' refers to a gasoline vehicle, 'diesel' to a diesel one and 'EV' to an electric one."}
+    assert described_options(fuel) == ["gas", "diesel", "EV"]
+    dup = {"type": "string", "description": 'Method: "trapezoid" or "simpson". One of the two; default "trapezoid".'}
+    assert described_options(dup) == ["trapezoid", "simpson"]
+    assert described_options({"type": "string", "description": "The city, e.g. 'Los Angeles, CA' or 'Boston, MA'."}) is None
+    assert described_options({"type": "string", "description": "Can be 'one'."}) is None  # a single value is no choice
+    assert described_options({"type": "string", "enum": ["a", "b"], "description": "Can be 'a', 'b'."}) is None
+    assert described_options({"type": "integer", "description": "Can be '1', '2'."}) is None
+    assert described_options(None) is None and described_options({"type": "string"}) is None
+
+
+@pytest.mark.parametrize(
+    "name,question,value",
+    [
+        ("detailed", "Find me detailed information about the structure of human cell", True),
+        ("detail", "Give me the details of the case", True),
+        ("include_human_impact", "Forecast forest growth for 5 years including human impact.", True),
+        ("calculate_years_ago", "Calculate how many years ago was the Ice age?", True),
+        ("fullName", "Return the full name of the author", True),
+        ("artistic_interests", "I'm talkative and have few artistic interests", False),
+        ("include_tolls", "Route from A to B without tolls", False),
+        ("avoid_tolls", "Route from A to B without tolls", True),
+        ("avoid_tolls", "Route from A to B avoiding tolls", True),
+        ("formatted", "Get the prime factors of 60", None),
+        ("include_description", "Search for Python books", None),
+    ],
+)
+def test_flag_mentioned(name, question, value):
+    from router.values import flag_mentioned
+
+    assert flag_mentioned(name, question) is value
+
+
+def test_flag_mentioned_bad_input():
+    from router.values import flag_mentioned
+
+    assert flag_mentioned("detailed", None) is None and flag_mentioned(None, "detailed") is None  # type: ignore[arg-type]
+    assert flag_mentioned("", "anything") is None and flag_mentioned("is_x", "is x") is None
+
+
+def test_snap_number_fixes_the_place_of_the_questions_digits():
+    from router.values import snap_number
+
+    assert snap_number(85000000, ["213000000", "8500000"]) == 8500000  # "8.5 million" written with a zero too many
+    assert isinstance(snap_number(85000000, ["8500000"]), int)
+    assert snap_number(50, ["0.05", "100"]) == 0.05  # 50mH where henries are asked
+    assert snap_number(0.85, ["8.5"]) == 8.5
+    assert snap_number(7, ["7", "70"]) == 7  # already a question number
+    assert snap_number(3, ["30", "300"]) == 3  # two candidates: ambiguous, unchanged
+    assert snap_number(-5, ["5"]) == -5  # the sign is part of the digits
+    assert snap_number(12, ["3", "4"]) == 12  # no candidate has these digits
+    assert snap_number(True, ["1"]) is True and snap_number("85", ["8.5"]) == "85" and snap_number(85, []) == 85
+
+
+def test_name_overlap_shares_of_name_words():
+    from router.relevance import name_overlap
+
+    assert name_overlap("What is the binomial probability of 3 heads?", "calc_binomial_prob") == pytest.approx(1 / 3)
+    assert name_overlap("Find the density of iron", "calculate_density") == 1.0  # "calculate" is not counted
+    assert name_overlap("Weather in Paris", "getStockPrice") == 0.0
+    assert name_overlap("anything", "get_info") == 0.0  # no content word: 0
+    assert name_overlap(None, "x") == 0.0  # type: ignore[arg-type]
+
+
+def test_relevance_gate_name_term_is_calibrated():
+    from router.relevance import RelevanceGate
+
+    # relevant questions have the same similarity as irrelevant ones but name the function
+    rows = [(0.4, 0.0, True, 0.0, 1.0), (0.45, 0.0, True, 0.0, 0.5), (0.5, 0.0, True, 0.0, 1.0),
+            (0.45, 0.0, False, 0.0, 0.0), (0.5, 0.0, False, 0.0, 0.0), (0.42, 0.0, False, 0.0, 0.0)]
+    gate = RelevanceGate()
+    rep = gate.fit(rows, weights=(0.0,), name_weights=(0.0, 0.2))
+    assert rep["name_weight"] == 0.2 and rep["balanced_accuracy"] == 1.0
+    assert all(gate.accepts(s, u, m, n) == y for s, u, y, m, n in rows)
+    assert gate.score(0.4, 0.0, 0.0, float("nan")) == gate.score(0.4, 0.0)
+    plain = RelevanceGate()
+    assert plain.fit(rows, weights=(0.0,))["balanced_accuracy"] < 1.0  # without the name term it cannot separate them
+    with pytest.raises(ValueError):
+        gate.fit([(0.1, 0.0, True, 0.0, 0.0, 9.0)])
+
+
+@pytest.mark.slow
+def test_decoder_keeps_described_options_named_flags_and_ends_runaway_strings(smollm2):
+    import json
+
+    from router.arguments import ConstrainedArguments
+
+    dec = ConstrainedArguments(smollm2)
+
+    def run(schema, q):
+        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    phase = {"type": "object", "required": ["mass", "phase_transition"], "properties": {
+        "mass": {"type": "integer", "description": "Mass in grams."},
+        "phase_transition": {"type": "string", "description": "Phase transition. Can be 'melting', 'freezing', 'vaporization', 'condensation'."},
+        "substance": {"type": "string", "description": "The substance, default is 'water'"}}}
+    got = run(phase, "Energy released when 100g of water goes through freezing?")
+    assert got == {"mass": 100, "phase_transition": "freezing", "substance": "water"}
+    cell = {"type": "object", "required": ["cell_type"], "properties": {
+        "cell_type": {"type": "string"}, "detailed": {"type": "boolean", "default": False}, "include_images": {"type": "boolean"}}}
+    got = run(cell, "Find me detailed information about the structure of human cell")
+    assert got["detailed"] is True and "include_images" not in got and got["cell_type"] in ("human", "cell", "human cell")
+    case = {"type": "object", "required": ["case_id", "details"], "properties": {
+        "case_id": {"type": "string", "description": "The ID of the legal case."},
+        "details": {"type": "boolean", "description": "True if need the detail info. "}}}
+    got = run(case, "How to obtain the detailed case information of the 'R vs Adams' legal case?")
+    assert got["details"] is True and isinstance(got["case_id"], str) and 0 < len(got["case_id"]) <= 32
+
+
+def test_rates_are_fractions_unless_the_description_asks_for_percent():
+    from router.values import field_numbers
+
+    q = "Future value of $5000 at an annual interest rate of 5% for 3 years"
+    assert field_numbers(q, {"type": "number", "description": "The annual interest rate of the investment."}) == ["5000", "0.05", "3"]
+    assert field_numbers(q, {"type": "number", "description": "The interest rate for a year as a percentage."}) == ["5000", "5", "3"]
+    assert field_numbers(q, {"type": "integer", "description": "The annual depreciation rate."}) == ["5000", "5", "3"]
+    assert field_numbers(q, {"type": "number", "description": "The principal."}) == ["5000", "5", "3"]
+
+
+def test_bracketed_number_lists_are_items_not_thousands():
+    from llm_backends.constrained import number_spans
+    from router.values import question_numbers
+
+    q = "NPV of cash_flows=[200,300,400,500] at 10% after an outlay of 1,500 and points (1.5,2.5)"
+    assert question_numbers(q) == ["200", "300", "400", "500", "10", "1500", "1.5", "2.5"]
+    assert number_spans(q) == ["200", "300", "400", "500", "10", "1500", "1.5", "2.5"]
+
+
+def test_a_list_that_runs_into_the_next_written_list_is_cut_back():
+    from router.values import bracket_lists, first_written_list
+
+    q = "Compare group1 [12.4, 15.6, 11.2] and group2 (e.g., 10.5, 9.8) at 0.05"
+    assert bracket_lists(q) == [[12.4, 15.6, 11.2], [10.5, 9.8]]
+    assert first_written_list([12.4, 15.6, 11.2, 10.5, 9.8], q) == [12.4, 15.6, 11.2]
+    assert first_written_list([12.4, 15.6, 11.2, 10.5], q) == [12.4, 15.6, 11.2]
+    assert first_written_list([12.4, 15.6, 11.2], q) == [12.4, 15.6, 11.2]  # already one list
+    assert first_written_list([10.5, 9.8, 0.05], q) == [10.5, 9.8, 0.05]  # runs on into a number that is no list
+    assert first_written_list([12.4, 15.6, 11.2, 10.5], q, used=[[12.4, 15.6, 11.2]]) == [12.4, 15.6, 11.2, 10.5]
+    assert first_written_list("x", q) == "x" and first_written_list([True, 1], q) == [True, 1] and bracket_lists(None) == []
