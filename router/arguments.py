@@ -68,6 +68,12 @@ def _type_of(schema: dict[str, Any]) -> str | None:
     return t
 
 
+_FUNCTION_WORDS = frozenset(
+    "a an the of in on at to for from by with and or is are was be it this that these those my your our their "
+    "me i you we they what which who how when where".split()
+)
+
+
 def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list[float] | None = None, number_words: bool = True) -> bool:
     """Whether an optional argument's value is supported by the question text.
 
@@ -85,7 +91,8 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     Returns:
         True for a number the question states (by value; numbers in words, with scale
         words and thousands separators count, see :func:`router.values.question_numbers`), a string of 2+
-        characters that appears in the question (case-insensitive), ``True`` for a
+        characters that appears in the question (case-insensitive) and is more than
+        function words ("the", "of my"), ``True`` for a
         boolean named in the question, a non-empty list whose items are all grounded
         (numbers counted against ``used_numbers`` and the list's earlier items).
     """
@@ -100,7 +107,9 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
         taken = sum(1 for n in used if math.isclose(n, float(value)))
         return have > taken
     if isinstance(value, str):
-        return len(value.strip()) >= 2 and value.strip().lower() in q
+        v = value.strip().lower()
+        content = [w for w in re.findall(r"\w+", v) if w not in _FUNCTION_WORDS]
+        return len(v) >= 2 and bool(content) and v in q
     if isinstance(value, list):
         taken = list(used_numbers or [])
         for v in value:

@@ -467,3 +467,9 @@ def test_a_list_that_runs_into_the_next_written_list_is_cut_back():
     assert first_written_list([10.5, 9.8, 0.05], q) == [10.5, 9.8, 0.05]  # runs on into a number that is no list
     assert first_written_list([12.4, 15.6, 11.2, 10.5], q, used=[[12.4, 15.6, 11.2]]) == [12.4, 15.6, 11.2, 10.5]
     assert first_written_list("x", q) == "x" and first_written_list([True, 1], q) == [True, 1] and bracket_lists(None) == []
+
+
+def test_function_words_alone_do_not_ground_a_string():
+    q = "Find all the records of the year in my table"
+    assert grounded_in("records", q) and grounded_in("the year", q)
+    assert not grounded_in("the", q) and not grounded_in("of my", q) and not grounded_in("in", q)
