@@ -265,17 +265,24 @@ def test_free_form_objects_stay_open_and_required_ones_non_empty():
 
 
 # ---------------------------------------------------------------- the real model
-@pytest.mark.slow
-def test_decoder_reads_scales_implied_zeros_expressions_and_free_maps(smollm2):
+def _decoder(backend):
+    """``run(schema, question) -> args``: per-field constrained decoding with grounded optionals on ``backend``."""
     import json
 
     from router.arguments import ConstrainedArguments
 
-    dec = ConstrainedArguments(smollm2)
+    dec = ConstrainedArguments(backend)
 
     def run(schema, q):
         prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
         return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    return run
+
+
+@pytest.mark.slow
+def test_decoder_reads_scales_implied_zeros_expressions_and_free_maps(smollm2):
+    run = _decoder(smollm2)
 
     num = {"type": "number"}
     fall = {"type": "object", "properties": {"initial_velocity": num, "height": num}, "required": ["initial_velocity", "height"]}
@@ -410,15 +417,7 @@ def test_relevance_gate_name_term_is_calibrated():
 
 @pytest.mark.slow
 def test_decoder_keeps_described_options_named_flags_and_ends_runaway_strings(smollm2):
-    import json
-
-    from router.arguments import ConstrainedArguments
-
-    dec = ConstrainedArguments(smollm2)
-
-    def run(schema, q):
-        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
-        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+    run = _decoder(smollm2)
 
     phase = {"type": "object", "required": ["mass", "phase_transition"], "properties": {
         "mass": {"type": "integer", "description": "Mass in grams."},
