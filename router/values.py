@@ -333,6 +333,7 @@ def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
 # ------------------------------------------------------------------ numbers for one argument
 _FRACTION_RE = re.compile(r"as a decimal|decimal (?:number|form|fraction|value)|between 0 and 1|sums? to 1\b|fraction|e\.g\.,?[^.]{0,60}?\b0\.\d", re.I)
 _PERCENT_WORD_RE = re.compile(r"percent|percentage|%|\brate\b", re.I)
+_FEET_INCHES_RE = re.compile(r"(?<![\w.])(\d+)\s*(?:ft|feet|foot|')\s*(\d+(?:\.\d+)?)\s*(?:in|inch|inches|\")(?!\w)", re.I)
 _RATE_RE = re.compile(r"\brates?\b", re.I)
 _AS_PERCENT_RE = re.compile(r"percent|percentage|%", re.I)
 _PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
@@ -354,6 +355,18 @@ def described_unit(schema: dict[str, Any] | None) -> str | None:
     return None
 
 
+def _convert(value: float, unit: str, target: str) -> float | None:
+    """``value`` in ``unit`` expressed in ``target`` (pint), rounded to 12 significant digits; None if pint cannot."""
+    try:
+        import pint
+
+        ureg = pint.get_application_registry()
+        out = ureg.Quantity(value, ureg.parse_units(unit)).to(ureg.parse_units(target)).magnitude
+    except Exception:  # noqa: BLE001 - an unknown or incompatible unit: no conversion
+        return None
+    return float(f"{float(out):.12g}")
+
+
 def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
     """The question's numbers as one argument wants them (:func:`question_numbers`, then two conversions).
 
@@ -365,8 +378,9 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
       percentage" and integer arguments keep ``5``.
     * **Units** (pint): where the description names the unit ("in henries (H)"), a
       quantity written with another unit of the same kind is converted: ``50mH`` → ``0.05``,
-      ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``. A unit pint
-      does not know, or of another kind, is left as written.
+      ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``; a height in
+      feet and inches is one length (``5ft 10in`` → ``70`` where inches are asked). A unit
+      pint does not know, or of another kind, is left as written.
 
     The order is that of :func:`question_numbers`; a converted number takes the place of
     the number as written. Bad input gives ``[]`` (no question) or the plain numbers.
@@ -381,22 +395,26 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
         for m in _PERCENT_RE.finditer(question):
             swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
     target = described_unit(schema)
+    compound: list[tuple[int, int]] = []  # spans of "5ft 10in", converted as one length
+    drops: list[str] = []
+    if target and _dimensionality(target) == _dimensionality("inch"):
+        for m in _FEET_INCHES_RE.finditer(question):
+            compound.append((m.start(), m.end()))
+            value = _convert(float(m.group(1)) * 12 + float(m.group(2)), "inch", target)
+            if value is not None:
+                swaps.append((m.group(1), number_text(value)))
+                drops.append(m.group(2))  # 5ft 10in is one height, not 5 and 10
     if target:
         want = _dimensionality(target)
         for m in _QUANTITY_RE.finditer(question):
+            if any(a <= m.start() < b for a, b in compound):
+                continue
             unit = m.group(2)
             dim = _dimensionality(unit)
             if not dim or dim != want:
                 continue
-            try:
-                import pint
-
-                ureg = pint.get_application_registry()
-                value = ureg.Quantity(float(m.group(1)), ureg.parse_units(unit)).to(ureg.parse_units(target)).magnitude
-            except Exception:  # noqa: BLE001 - pint cannot convert: keep the number as written
-                continue
-            value = float(f"{float(value):.12g}")
-            if not math.isclose(value, float(m.group(1))):
+            value = _convert(float(m.group(1)), unit, target)
+            if value is not None and not math.isclose(value, float(m.group(1))):
                 swaps.append((m.group(1), number_text(value)))
     out = list(nums)
     for raw, new in swaps:
@@ -404,6 +422,9 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
             if n == raw:
                 out[i] = new
                 break
+    for raw in drops:
+        if raw in out:
+            out.remove(raw)
     return out
 
 

@@ -472,3 +472,13 @@ def test_function_words_alone_do_not_ground_a_string():
     q = "Find all the records of the year in my table"
     assert grounded_in("records", q) and grounded_in("the year", q)
     assert not grounded_in("the", q) and not grounded_in("of my", q) and not grounded_in("in", q)
+
+
+def test_feet_and_inches_are_one_length():
+    from router.values import field_numbers
+
+    q = "Will a person of weight 150lbs and height 5ft 10in get type 2 diabetes?"
+    assert field_numbers(q, {"type": "integer", "description": "Height of the person in inches."}) == ["150", "70", "2"]
+    assert field_numbers(q, {"type": "number", "description": "Height in centimeters."}) == ["150", "177.8", "2"]
+    assert field_numbers(q, {"type": "integer", "description": "Weight of the person in lbs."}) == ["150", "5", "10", "2"]
+    assert field_numbers("a 6 ft tall man", {"type": "integer", "description": "Height in inches."}) == ["72"]
