@@ -193,7 +193,7 @@ def close_objects(schema: Any) -> Any:
     return out
 
 
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?![\w.]))?")
+_NUMBER_RE = re.compile(r"(?<![\w.^])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?![\w.]))?")
 
 
 _BRACKET_LIST_RE = re.compile(r"[\[(][-+\d\s,.eE]*[\])]")

@@ -34,6 +34,9 @@ from router.values import (
     field_numbers,
     first_written_list,
     flag_mentioned,
+    named_option,
+    numbers_of_kind,
+    written_numbers,
     implied_value,
     is_expression_argument,
     math_expressions,
@@ -201,6 +204,25 @@ def _pick_expression(value: Any, question: str) -> Any:
         if e.replace(" ", "") in v or (v and v in e.replace(" ", "")):
             return e
     return exprs[0]
+
+
+def _kind_number(value: Any, question: str, schema: dict[str, Any], used: Sequence[float]) -> Any:
+    """A number argument whose description names a unit takes a quantity of that kind.
+
+    When the question writes quantities with a unit of the argument's kind
+    (:func:`router.values.numbers_of_kind`: "50mH" for an inductance in henries) and the
+    decoded value is none of them (the model copied "100µF", or the "5" of "5ft 10in"), the
+    first of them no earlier argument took is used instead, converted to the argument's unit.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    kind = [float(k) for k in numbers_of_kind(question, schema)]
+    if not kind or any(math.isclose(float(value), k) for k in kind):
+        return value
+    free = [k for k in kind if not any(math.isclose(k, float(u)) for u in used)]
+    if not free:
+        return value
+    return int(free[0]) if isinstance(value, int) and free[0].is_integer() else free[0]
 
 
 def _num_text(x: float) -> str:
@@ -402,9 +424,12 @@ class ConstrainedArguments:
             first = False
             implied = implied_value(name, sub_schema, question) if kind in ("integer", "number") else None
             options = described_options(sub_schema)
+            named = named_option(options or sub_schema.get("enum"), question) if kind == "string" else None
             try:
                 if flag is not None:  # the question names the flag ("detailed information")
                     value, text = flag, " " + json.dumps(flag)
+                elif named is not None:  # the question names one of the allowed values
+                    value, text = named, " " + json.dumps(named, ensure_ascii=False)
                 elif implied is not None:  # the question implies it ("dropped" → initial velocity 0)
                     value = int(implied) if kind == "integer" else implied
                     text = " " + number_text(value)
@@ -418,7 +443,8 @@ class ConstrainedArguments:
                 first = running.endswith("{")
                 continue
             if kind in ("integer", "number"):
-                snapped = snap_number(value, field_numbers(question, sub_schema))
+                snapped = _kind_number(value, question, sub_schema, used)
+                snapped = snap_number(snapped, field_numbers(question, sub_schema))
                 if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
                     value, text = snapped, " " + number_text(snapped)
             if kind == "array":
@@ -438,13 +464,17 @@ class ConstrainedArguments:
                     value = default  # the question does not speak of it: the documented default
             repeated = isinstance(value, str) and value.strip().lower() in {x.strip().lower() for x in strings}
             keep = name in required or not ground_optional or (
-                (flag is not None or grounded_in(value, question, name=name, used_numbers=used, number_words=False))
+                (flag is not None or named is not None or grounded_in(value, question, name=name, used_numbers=used, number_words=False))
                 and not unit_mismatch(name, sub_schema, value)
                 and not repeated
             )
             if keep:
                 args[name] = value
                 used.extend(_numbers_of(value))
+                if kind in ("integer", "number") and not isinstance(value, bool):
+                    written = written_numbers(question, sub_schema).get(number_text(value))
+                    if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
+                        used.append(float(written))
                 if isinstance(value, str) and len(value.strip()) >= 2:
                     strings.append(value)
         return args, json.dumps(args, ensure_ascii=False)

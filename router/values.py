@@ -55,8 +55,11 @@ __all__ = [
     "described_unit",
     "number_mentions",
     "described_options",
+    "named_option",
     "flag_mentioned",
     "snap_number",
+    "numbers_of_kind",
+    "written_numbers",
     "bracket_lists",
     "first_written_list",
 ]
@@ -74,7 +77,7 @@ _W = "|".join(sorted(_WORDS, key=len, reverse=True))
 
 _DIGITS = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _TOKEN_RE = re.compile(
-    r"(?P<cur>[$€£¥])?\s?(?<![\w.])(?P<num>" + _DIGITS + r")(?![\w.]\d)"
+    r"(?P<cur>[$€£¥])?\s?(?<![\w.^])(?P<num>" + _DIGITS + r")(?![\w.]\d)"
     r"(?:\s*(?P<suffix>mn|bn|tn|[kKmMbBtT])\b|\s+(?P<scale>thousand|million|billion|trillion|hundred|dozen)\b)?"
     r"|(?P<words>\b(?:an?\s+(?=(?:hundred|thousand|million|billion|trillion|dozen)\b))?(?:" + _W + r")\b(?:(?:\s+(?:and\s+)?|-)(?:" + _W + r")\b)*)",
     re.I,
@@ -285,13 +288,21 @@ _DEFAULT_UNIT_RE = re.compile(r"default(?:s)?(?:\s+unit)?(?:\s+value)?(?:\s+is|\
 
 
 def _dimensionality(text: str) -> Any:
-    """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``), or None if pint does not know it."""
+    """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``, ``"Amperes"`` →
+    ``[current]``), or None if pint does not know it."""
+    dim = _pint_dimensionality(text)
+    if dim is None and text != text.lower() and len(text.strip()) > 3:
+        dim = _pint_dimensionality(text.lower())  # unit names are lower case in pint ("Amperes")
+    return dim
+
+
+def _pint_dimensionality(text: str) -> Any:
     try:
         import pint
 
         ureg = pint.get_application_registry()
         for atom in re.split(r"\s*(?:/|\*|\^|\bper\b|\s)\s*", text.strip()):
-            if not atom or atom.isdigit():
+            if not atom or atom.lstrip("-").isdigit():
                 continue
             names = ureg.parse_unit_name(atom)
             # pint reads "units" as micro-"nit"; trust a parse only without a prefix, with a
@@ -337,8 +348,9 @@ _FEET_INCHES_RE = re.compile(r"(?<![\w.])(\d+)\s*(?:ft|feet|foot|')\s*(\d+(?:\.\
 _RATE_RE = re.compile(r"\brates?\b", re.I)
 _AS_PERCENT_RE = re.compile(r"percent|percentage|%", re.I)
 _PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
-_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?([A-Za-zµμΩ][A-Za-zµμΩ]{0,11})\b")
-_DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?[A-Za-zµμΩ]+(?:\s+per\s+[A-Za-z]+)?)(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
+_UNIT = r"[A-Za-zµμΩ][A-Za-zµμΩ]{0,11}(?:\s*(?:/|\bper\s)\s*[A-Za-zµμΩ]{1,12}(?:\^-?\d)?)?"  # "m", "meters/second^2", "miles per hour"
+_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?(" + _UNIT + r")(?![\w^])")
+_DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?" + _UNIT + r")(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
 
 
 def described_unit(schema: dict[str, Any] | None) -> str | None:
@@ -381,13 +393,35 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
       ``100µF`` → ``0.0001`` (where farads are asked), ``1 nC`` → ``1e-09``; a height in
       feet and inches is one length (``5ft 10in`` → ``70`` where inches are asked). A unit
       pint does not know, or of another kind, is left as written.
+    * **Order by kind**: where the description names a unit, the numbers the question
+      writes with a unit of that kind come first and those written with a unit of
+      another kind last ("a current of 20 Amperes, 10 meters away": ``20`` for the current),
+      so the copy bias offers the argument its own quantity first.
 
     The order is that of :func:`question_numbers`; a converted number takes the place of
     the number as written. Bad input gives ``[]`` (no question) or the plain numbers.
     """
+    return _field_numbers(question, schema)[0]
+
+
+def written_numbers(question: Any, schema: dict[str, Any] | None) -> dict[str, str]:
+    """For each number :func:`field_numbers` converted, the number as the question writes it:
+    ``{"0.05": "50"}`` for "50mH" where henries are asked, ``{"0.05": "5"}`` for "5%" as a rate."""
+    return _field_numbers(question, schema)[2]
+
+
+def numbers_of_kind(question: Any, schema: dict[str, Any] | None) -> list[str]:
+    """The question's numbers written with a unit of the kind the argument's description names,
+    converted to that unit, in order (``"100µF and 50mH"`` for henries → ``["0.05"]``); ``[]``
+    when the description names no unit or the question writes none of that kind."""
+    return _field_numbers(question, schema)[1]
+
+
+def _field_numbers(question: Any, schema: dict[str, Any] | None) -> tuple[list[str], list[str], dict[str, str]]:
+    """:func:`field_numbers`, :func:`numbers_of_kind` and :func:`written_numbers` in one pass."""
     nums = question_numbers(question)
     if not nums or not isinstance(schema, dict):
-        return nums
+        return nums, [], {}
     desc = str(schema.get("description", ""))
     swaps: list[tuple[str, str]] = []  # (number as question_numbers writes it, converted)
     rate_as_fraction = schema.get("type") == "number" and _RATE_RE.search(desc) and not _AS_PERCENT_RE.search(desc)
@@ -396,6 +430,8 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
             swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
     target = described_unit(schema)
     compound: list[tuple[int, int]] = []  # spans of "5ft 10in", converted as one length
+    of_kind: list[str] = []  # numbers the question writes with a unit of the argument's kind
+    other_kind: list[str] = []  # ... with a unit of another kind (10 meters for a current in amperes)
     drops: list[str] = []
     if target and _dimensionality(target) == _dimensionality("inch"):
         for m in _FEET_INCHES_RE.finditer(question):
@@ -404,6 +440,7 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
             if value is not None:
                 swaps.append((m.group(1), number_text(value)))
                 drops.append(m.group(2))  # 5ft 10in is one height, not 5 and 10
+                of_kind.append(number_text(value))
     if target:
         want = _dimensionality(target)
         for m in _QUANTITY_RE.finditer(question):
@@ -411,11 +448,17 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
                 continue
             unit = m.group(2)
             dim = _dimensionality(unit)
-            if not dim or dim != want:
+            if not dim:
+                continue
+            if dim != want:
+                other_kind.append(number_text(float(m.group(1))))
                 continue
             value = _convert(float(m.group(1)), unit, target)
             if value is not None and not math.isclose(value, float(m.group(1))):
                 swaps.append((m.group(1), number_text(value)))
+                of_kind.append(number_text(value))
+            else:
+                of_kind.append(number_text(float(m.group(1))))
     out = list(nums)
     for raw, new in swaps:
         for i, n in enumerate(out):
@@ -425,7 +468,16 @@ def field_numbers(question: Any, schema: dict[str, Any] | None) -> list[str]:
     for raw in drops:
         if raw in out:
             out.remove(raw)
-    return out
+    if of_kind or other_kind:  # the argument's own kind first, other kinds last, each in order
+
+        def rank(i: int) -> int:
+            v = float(out[i])
+            if any(math.isclose(v, float(k)) for k in of_kind):
+                return 0
+            return 2 if any(math.isclose(v, float(k)) for k in other_kind) else 1
+
+        out = [out[i] for i in sorted(range(len(out)), key=lambda i: (rank(i), i))]
+    return out, of_kind, {new: raw for raw, new in swaps}
 
 
 # ------------------------------------------------------------------ described options
@@ -463,6 +515,34 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
         if v and v not in out:
             out.append(v)
     return out if len(out) >= 2 else None
+
+
+def named_option(options: Any, question: Any) -> str | None:
+    """The one option of a closed set that the question writes, or None.
+
+    Options are matched case-insensitively on word boundaries, ``_`` and ``-`` read as
+    spaces ("six_months" in "the last six months"), a trailing plural ``s`` optional
+    ("heart" names ``hearts``). Where one named option contains another ("lightly active"
+    and "active"), the longer wins; two unrelated options named, or none, give None
+    (the model decides).
+
+    Args:
+        options: the enum values (non-strings are ignored).
+        question: the user's question.
+    """
+    if not isinstance(question, str) or not isinstance(options, (list, tuple)):
+        return None
+    q = " " + re.sub(r"[_\-]+", " ", question.lower()) + " "
+    hits = []
+    for opt in options:
+        if not isinstance(opt, str) or len(opt.strip()) < 2:
+            continue
+        words = re.sub(r"[_\-]+", " ", opt.lower()).strip()
+        stem = words[:-1] if words.endswith("s") and len(words) > 3 else words
+        if re.search(r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)", q):
+            hits.append(opt)
+    hits = [h for h in hits if not any(h != o and h.lower() in o.lower() for o in hits)]  # the longer of nested names
+    return hits[0] if len(hits) == 1 else None
 
 
 # ------------------------------------------------------------------ flags

@@ -302,7 +302,7 @@ def test_field_numbers_convert_percentages_and_units_for_the_argument():
     from router.values import described_unit, field_numbers
 
     q = "an LC circuit with capacitance of 100µF and inductance of 50mH"
-    assert field_numbers(q, {"description": "The inductance (L) in henries (H)."}) == ["100", "0.05"]
+    assert field_numbers(q, {"description": "The inductance (L) in henries (H)."}) == ["0.05", "100"]  # henries first
     assert field_numbers(q, {"description": "The capacitance (C) in farads (F)."}) == ["0.0001", "50"]
     rate = {"description": "The annual interest rate, as a decimal. E.g. 5% would be 0.05."}
     assert field_numbers("a rate of 5% over 10 years", rate) == ["0.05", "10"]
@@ -478,7 +478,50 @@ def test_feet_and_inches_are_one_length():
     from router.values import field_numbers
 
     q = "Will a person of weight 150lbs and height 5ft 10in get type 2 diabetes?"
-    assert field_numbers(q, {"type": "integer", "description": "Height of the person in inches."}) == ["150", "70", "2"]
-    assert field_numbers(q, {"type": "number", "description": "Height in centimeters."}) == ["150", "177.8", "2"]
-    assert field_numbers(q, {"type": "integer", "description": "Weight of the person in lbs."}) == ["150", "5", "10", "2"]
+    # the height first, the weight (another kind of unit) last
+    assert field_numbers(q, {"type": "integer", "description": "Height of the person in inches."}) == ["70", "2", "150"]
+    assert field_numbers(q, {"type": "number", "description": "Height in centimeters."}) == ["177.8", "2", "150"]
+    assert field_numbers(q, {"type": "integer", "description": "Weight of the person in lbs."}) == ["150", "2", "5", "10"]
     assert field_numbers("a 6 ft tall man", {"type": "integer", "description": "Height in inches."}) == ["72"]
+
+
+def test_numbers_of_the_arguments_kind_come_first():
+    from router.values import described_unit, field_numbers, question_numbers
+
+    q = "Final velocity after accelerating at 2 meters/second^2 for 5 seconds, starting from 10 meters/second."
+    assert question_numbers(q) == ["2", "5", "10"]  # the exponent of second^2 is no number
+    assert described_unit({"description": "The acceleration in meters/second^2."}) == "meters/second^2"
+    assert field_numbers(q, {"description": "The initial velocity in meters/second."}) == ["10", "2", "5"]
+    assert field_numbers(q, {"description": "The acceleration in meters/second^2."}) == ["2", "5", "10"]
+    assert field_numbers(q, {"description": "The time in seconds."}) == ["5", "2", "10"]
+    wire = "Magnetic field 10 meters away from a wire carrying a current of 20 Amperes."
+    assert field_numbers(wire, {"description": "The current through the wire in Amperes."}) == ["20", "10"]
+    assert field_numbers(wire, {"description": "The distance from the wire."}) == ["10", "20"]  # no unit named: as written
+
+
+@pytest.mark.parametrize(
+    "options,question,value",
+    [
+        (["sedentary", "lightly active", "active"], "a person who is lightly active", "lightly active"),
+        (["six_months", "year", "five_years"], "precipitation for the last six months", "six_months"),
+        (["spades", "clubs", "hearts"], "odds of drawing a heart card", "hearts"),
+        (["Vegan", "Vegetarian"], "a restaurant with vegan food", "Vegan"),
+        (["asc", "desc"], "sort in ascending order", None),  # not written: the model decides
+        (["celsius", "fahrenheit"], "convert Celsius to Fahrenheit", None),  # two named: the model decides
+        (None, "anything", None),
+        (["a", 3], "a 3", None),
+    ],
+)
+def test_named_option(options, question, value):
+    from router.values import named_option
+
+    assert named_option(options, question) == value
+
+
+def test_converted_numbers_remember_how_the_question_wrote_them():
+    from router.values import numbers_of_kind, written_numbers
+
+    q = "Resonant frequency with capacitance of 100µF and inductance of 50mH."
+    henries = {"description": "The inductance in henries (H)."}
+    assert numbers_of_kind(q, henries) == ["0.05"] and written_numbers(q, henries) == {"0.05": "50"}
+    assert numbers_of_kind(q, {"description": "Rounding digits."}) == [] and written_numbers(None, henries) == {}
