@@ -199,10 +199,20 @@ _NUMBER_RE = re.compile(r"(?<![\w.^])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+(?
 _BRACKET_LIST_RE = re.compile(r"[\[(][-+\d\s,.eE]*[\])]")
 
 
+def _as_list(m: re.Match[str]) -> str:
+    body = m.group()
+    thousands = re.fullmatch(r"\(\s*-?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*\)", body)
+    return body if thousands else body.replace(",", ";")
+
+
 def unpack_number_lists(text: str) -> str:
-    """``text`` with the commas of bracketed number lists made ``;`` (same length, offsets kept):
-    ``"[200,300,400]"`` is three numbers, not 200300400 with thousands separators."""
-    return _BRACKET_LIST_RE.sub(lambda m: m.group().replace(",", ";"), text)
+    """``text`` with the commas of bracketed number lists made ``;`` (same length, offsets kept).
+
+    ``"[200,300,400]"`` is three numbers (a list, as Python and JSON write one), not
+    200300400 with thousands separators; in parentheses only where it cannot be one
+    number: ``"(3,4)"`` and ``"(1, 500)"`` are lists, ``"(1,500,000)"`` is 1500000.
+    """
+    return _BRACKET_LIST_RE.sub(_as_list, text)
 
 
 def number_spans(text: str) -> list[str]:

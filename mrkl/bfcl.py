@@ -782,6 +782,8 @@ class Summary:
     valid_json: float
     seconds_per_question: float
     cases: list[CaseResult] = field(default_factory=list)
+    #: mrkl's calibrated none score and rerank weight (:meth:`MRKLSystem.calibrate`); empty for baselines
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def stage_p50(self) -> dict[str, float]:
         """Median seconds of each stage over the questions that reached it (mrkl only; empty for the baselines)."""
@@ -925,6 +927,7 @@ def evaluate(
                     valid_json=sum(attempted) / len(attempted) if attempted else 1.0,
                     seconds_per_question=statistics.fmean(r.seconds for r in results) if results else 0.0,
                     cases=results,
+                    settings=dict(getattr(built[s], "fit_report", {}) or {}),
                 )
             )
     return out

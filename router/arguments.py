@@ -172,20 +172,29 @@ def _distinct_items(text: str) -> int:
     return max(1, len(complete))
 
 
+#: a value starts with a character that can start a name, number or text (not "", ", ", ");")
+VALUE_START = r"^[^\s,.;:)\]}].*$"
+
+
+def _is_free_string(schema: dict[str, Any]) -> bool:
+    return _type_of(schema) == "string" and not any(k in schema for k in ("enum", "const", "pattern", "minLength", "format"))
+
+
 def field_schema(schema: dict[str, Any], required: bool) -> dict[str, Any]:
-    """The schema one argument is decoded under: a required string gets ``minLength: 1``, a
-    required array ``minItems: 1`` (and non-empty string items), a required free-form
+    """The schema one argument is decoded under: a required string must start like a value
+    (:data:`VALUE_START`: not empty, not ``", "``), a required array gets ``minItems: 1`` (and
+    such string items), a required free-form
     object (no ``properties``) ``minProperties: 1``.
 
     A required list argument is almost never meant to be empty, and a small model under
     a copy bias otherwise closes it at once (``[]``).
     """
-    if required and _type_of(schema) == "string" and "enum" not in schema and "minLength" not in schema:
-        return {**schema, "minLength": 1}  # a required name or text is never ""
+    if required and _is_free_string(schema):
+        return {**schema, "pattern": VALUE_START}  # a required name or text is never "" or ", "
     if required and _type_of(schema) == "array" and "minItems" not in schema:
         items = schema.get("items")
-        if isinstance(items, dict) and _type_of(items) == "string" and "enum" not in items and "minLength" not in items:
-            return {**schema, "minItems": 1, "items": {**items, "minLength": 1}}  # ["John", "Alice"], not [""]
+        if isinstance(items, dict) and _is_free_string(items):
+            return {**schema, "minItems": 1, "items": {**items, "pattern": VALUE_START}}  # ["John", "Alice"], not [""]
         return {**schema, "minItems": 1}
     if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema:
         return {**schema, "minProperties": 1}  # a required free-form map ({"math": 90, ...})
@@ -350,16 +359,22 @@ class ConstrainedArguments:
         """One argument's value. When the budget runs out (a repetition loop): an array is decoded
         again with ``maxItems`` set to the distinct items it had written; a free-form object
         again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too; a
-        string again with at most 32 characters; an untyped ("any") value again as a scalar."""
+        string again with at most 32 characters; an untyped ("any") value again as a scalar.
+        An array's budget grows with the numbers the question writes (one list may copy them all)."""
         nums = [_num_text(u) for u in used]
+        budget = None
+        if _type_of(schema) == "array":
+            budget = max(2 * self.max_value_tokens, 8 * len(question_numbers(question)) + 16)
         try:
-            return self.decode(running, schema, question, terminators=(",", "}"), used_numbers=nums, used_strings=used_strings)
+            return self.decode(
+                running, schema, question, terminators=(",", "}"), used_numbers=nums, used_strings=used_strings, max_new_tokens=budget
+            )
         except ValueBudgetError as exc:
             t = _type_of(schema)
             if t == "array" and "maxItems" not in schema:
                 k = _distinct_items(exc.text)
                 capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
-                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums)
+                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums, max_new_tokens=budget)
             if t == "object" and "properties" not in schema and not isinstance(schema.get("additionalProperties"), dict):
                 # a free-form map that nests without end: flat scalar values, a few keys; else {}
                 flat = {**schema, "additionalProperties": {"type": ["string", "number", "boolean"]}, "maxProperties": 8}

@@ -153,7 +153,7 @@ class EmbeddingRouter:
             (``"calculate triangle area: Calculate the area of a triangle ..."``). A function
             name is part of its documentation in every tool-calling format; on BFCL it
             separates relevant from irrelevant questions better than the description
-            alone (benchmarks/README.md, issue 3).
+            alone (README.md, "Function-calling evaluation").
         none_threshold: τ (see the module docstring) until :meth:`fit` sets it.
         temperature: T until :meth:`fit` sets it.
         arg_router: a router with ``extract_args(question, expert)`` and ``repair_args``

@@ -115,6 +115,15 @@ def _normalised_from(name: str, prop: Any, value: Any, question: str) -> bool:
     return False
 
 
+def _bonus(x: Any) -> float:
+    """A margin or overlap as a bonus term: a finite positive number, else 0.0 (None, NaN, negative, not a number)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) and v > 0 else 0.0
+
+
 @dataclass
 class RelevanceGate:
     """Call the best expert only when ``cos − λ·u + μ·m + ν·n ≥ τ`` (see the module docstring).
@@ -136,8 +145,7 @@ class RelevanceGate:
     def score(self, similarity: float, ungrounded: float, margin: float = 0.0, name: float = 0.0) -> float:
         """The expert's score ``cos − λ·u + μ·m + ν·n`` (``margin`` m ≥ 0 and name overlap n in 0..1;
         a negative or non-finite one counts as 0)."""
-        m = float(margin) if np.isfinite(margin) and margin > 0 else 0.0
-        n = float(name) if np.isfinite(name) and name > 0 else 0.0
+        m, n = _bonus(margin), _bonus(name)
         return float(similarity) - self.weight * float(ungrounded) + self.margin_weight * m + self.name_weight * n
 
     def accepts(self, similarity: float, ungrounded: float, margin: float = 0.0, name: float = 0.0) -> bool:
@@ -184,7 +192,7 @@ class RelevanceGate:
         sim = np.array([r[0] for r in rows], dtype=float)
         ung = np.array([r[1] for r in rows], dtype=float)
         y = np.array([bool(r[2]) for r in rows])
-        mar = np.array([r[3] if len(r) == 4 else 0.0 for r in rows], dtype=float)
+        mar = np.array([r[3] if len(r) >= 4 else 0.0 for r in rows], dtype=float)
         mar = np.where(np.isfinite(mar) & (mar > 0), mar, 0.0)
         nam = np.array([r[4] if len(r) == 5 else 0.0 for r in rows], dtype=float)
         nam = np.where(np.isfinite(nam) & (nam > 0), nam, 0.0)

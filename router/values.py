@@ -485,7 +485,8 @@ _OPTIONS_CUE_RE = re.compile(
     r"\b(?:can be|could be|one of|either|options?|possible values?|choices?|choose|valid values?|supported|allowed|accepted|refers? to)\b",
     re.I,
 )
-_QUOTED_RE = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,40})\"")
+_QUOTED_RE = re.compile(r"(?<!\w)'([^'\n]{1,40})'(?!\w)|\"([^\"\n]{1,40})\"")  # not the apostrophe of "user's"
+_OPEN_LIST_RE = re.compile(r"\betc\b|\be\.g\.|\beg\b|\bsuch as\b|\bfor (?:example|instance)\b|\blike\b|\bincluding\b", re.I)
 
 
 def described_options(schema: dict[str, Any] | None) -> list[str] | None:
@@ -495,7 +496,8 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
     them a choice ("can be", "one of", "either", "options", "possible values",
     "supported", "'gas' refers to ...") lists the argument's values; the argument is
     then decoded as an enum of them (first occurrence order, duplicates dropped).
-    Quoted examples without such a word ("e.g. 'Los Angeles, CA'") are not a closed set.
+    Quoted examples ("e.g. 'Los Angeles, CA'", "such as 'Boston'", "'single', 'double',
+    etc.") are not a closed set, whatever else the description says.
     A schema that already has an ``enum``, or is not a string, gives None.
 
     Args:
@@ -507,7 +509,7 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
     if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
         return None
     desc = str(schema.get("description", ""))
-    if not _OPTIONS_CUE_RE.search(desc):
+    if not _OPTIONS_CUE_RE.search(desc) or _OPEN_LIST_RE.search(desc):
         return None
     out: list[str] = []
     for m in _QUOTED_RE.finditer(desc):
@@ -550,8 +552,13 @@ _FLAG_STOP = {
     "include", "includes", "including", "calculate", "compute", "with", "show", "return", "returns",
     "whether", "should", "flag", "enable", "enabled", "use", "uses", "using", "find", "check", "want", "only",
 }
-_NEGATIVE_NAME_WORDS = {"avoid", "exclude", "skip", "disable", "ignore", "hide", "omit", "no", "without", "not", "remove"}
-_NEGATION_RE = re.compile(r"\b(?:no|not|without|few|never|excluding|exclude|don't|doesn't|isn't|aren't|lacks?|non)\W+(?:\w+\W+){0,2}$", re.I)
+_NEGATIVE_NAME_WORDS = {"avoid", "exclude", "skip", "disable", "ignore", "hide", "omit", "no", "not", "without", "remove", "non"}
+# a negation right before the word (up to two words between, no punctuation): "without tolls", "has few interests"
+_NEGATION_RE = re.compile(
+    r"(?:\b(?:no|not|without|never|excluding|exclude|avoid|avoiding|skip|skipping|don't|doesn't|isn't|aren't|lacks?|non)"
+    r"|(?<!\ba )\bfew)\s+(?:\w+\s+){0,2}$",
+    re.I,
+)
 
 
 def _name_words(name: str) -> list[str]:
@@ -560,15 +567,17 @@ def _name_words(name: str) -> list[str]:
 
 
 def flag_mentioned(name: str, question: Any) -> bool | None:
-    """Whether the question speaks of a boolean argument, by its name's words.
+    """Whether the question asks for a boolean argument, by its name's words.
 
     A word of the name (4+ letters, not a verb such as "include" or "calculate") that
     the question writes, allowing an inflection ("detailed" for ``detail``, "ratio" for
-    ``format_as_ratio``), turns the flag on; the same word after a negation within three
-    words ("without tolls", "few artistic interests") turns it off. The rule of thumb
-    every function-calling format follows: a flag the user asks for by name is set.
-    A name that is itself negative (``avoid_tolls``, ``exclude_weekends``) is set by any
-    mention of its object ("without tolls", "avoiding tolls").
+    ``format_as_ratio``), is a mention; it is *negated* after a negation within three
+    words and in the same clause ("without tolls", "has few artistic interests"; not "a
+    few") or with a negative prefix ("case-insensitive" for ``case_sensitive``). The rule
+    of thumb every function-calling format follows: a flag the user asks for by name is
+    set. A name that is itself negative (``avoid_tolls``, ``not_detailed``,
+    ``exclude_weekends``) flips it: "without tolls" sets ``avoid_tolls``, "detailed"
+    clears ``not_detailed``. Any negated mention decides.
 
     Args:
         name: the argument's name (snake_case or camelCase).
@@ -581,19 +590,19 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
         return None
     q = question.lower()
     all_words = set(re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()))
-    negative_name = bool(all_words & _NEGATIVE_NAME_WORDS)  # avoid_tolls: "without tolls" means True
-    verdict: bool | None = None
+    flip = bool(all_words & _NEGATIVE_NAME_WORDS)
+    mentioned = False
     for w in _name_words(name):
         if w in _NEGATIVE_NAME_WORDS:
             continue
         stem = w[: max(4, len(w) - 2)]
+        if re.search(r"\b(?:in|un|non|dis|im)-?" + re.escape(stem), q):
+            return flip  # "case-insensitive": the word, negated
         for m in re.finditer(r"\b" + re.escape(stem) + r"\w*", q):
-            if _NEGATION_RE.search(q[: m.start()]) and not negative_name:
-                return False
-            verdict = True
-    if verdict is None and negative_name:
-        return None
-    return verdict
+            if _NEGATION_RE.search(q[: m.start()]):
+                return flip
+            mentioned = True
+    return (not flip) if mentioned else None
 
 
 def _digits(text: str) -> str:
@@ -622,9 +631,15 @@ def snap_number(value: Any, candidates: list[str]) -> Any:
         nums = [float(c) for c in candidates]
     except ValueError:
         return value
-    if any(math.isclose(n, float(value)) for n in nums):
+    try:
+        if any(math.isclose(n, float(value)) for n in nums):
+            return value
+    except OverflowError:
         return value
-    key = _digits(number_text(value))
+    try:
+        key = _digits(number_text(value))
+    except (OverflowError, ValueError):  # inf, nan, an int too large for a float
+        return value
     same = {c for c, n in zip(candidates, nums) if _digits(c) == key and key not in ("", "-")}
     if len(same) != 1:
         return value

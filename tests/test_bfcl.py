@@ -253,6 +253,9 @@ def test_stage_p50_is_printed_for_timed_systems():
     row = Summary("mrkl", "simple", 3, 1.0, 1.0, 1.0, 1.0, 0.1, cases)
     assert row.stage_p50() == {"embedding_rank": 0.02, "argument_decoding": 0.04}
     assert row.row()["stage_p50_seconds"]["argument_decoding"] == 0.04
+    assert row.row()["settings"] == {}
+    tuned = Summary("mrkl", "simple", 3, 1.0, 1.0, 1.0, 1.0, 0.1, cases, settings={"threshold": 0.48, "margin_weight": 0.5})
+    assert tuned.row()["settings"]["threshold"] == 0.48  # the JSON report says which none score was used
     text = format_table([row, Summary("naive", "simple", 0, 0, 0, 0, 1.0, 0.0)])
     assert "mrkl/simple embedding_rank 20, argument_decoding 40" in text and "naive/simple" not in text
 

@@ -116,11 +116,14 @@ def test_grounding_reads_normalised_numbers():
 
 
 def test_field_schema_and_distinct_items():
+    from router.arguments import VALUE_START
+
     assert field_schema({"type": "array", "items": {"type": "string"}}, True) == {
-        "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}
+        "type": "array", "items": {"type": "string", "pattern": VALUE_START}, "minItems": 1}
     assert "minItems" not in field_schema({"type": "array"}, False)
     assert field_schema({"type": "array", "minItems": 0}, True)["minItems"] == 0  # the schema's own word wins
-    assert field_schema({"type": "string"}, True) == {"type": "string", "minLength": 1}
+    assert field_schema({"type": "string"}, True) == {"type": "string", "pattern": VALUE_START}
+    assert field_schema({"type": "string", "pattern": "^[A-Z]+$"}, True) == {"type": "string", "pattern": "^[A-Z]+$"}
     assert field_schema({"type": "string"}, False) == {"type": "string"}
     assert field_schema({"type": "string", "enum": ["a"]}, True) == {"type": "string", "enum": ["a"]}
     assert _distinct_items(' ["employees", "employees", "employees", "empl') == 1
@@ -339,6 +342,10 @@ def test_described_options_read_closed_sets_not_examples():
     dup = {"type": "string", "description": 'Method: "trapezoid" or "simpson". One of the two; default "trapezoid".'}
     assert described_options(dup) == ["trapezoid", "simpson"]
     assert described_options({"type": "string", "description": "The city, e.g. 'Los Angeles, CA' or 'Boston, MA'."}) is None
+    meal = {"type": "string", "description": "The restaurant's dishes; it can be one of 'breakfast', 'lunch'. Default 'lunch'"}
+    assert described_options(meal) == ["breakfast", "lunch"]  # the apostrophe of "restaurant's" opens no quote
+    assert described_options({"type": "string", "description": "Options: 'single', 'double', 'deluxe', etc."}) is None
+    assert described_options({"type": "string", "description": "A city such as 'Boston' or 'Paris'. Either is fine."}) is None
     assert described_options({"type": "string", "description": "Can be 'one'."}) is None  # a single value is no choice
     assert described_options({"type": "string", "enum": ["a", "b"], "description": "Can be 'a', 'b'."}) is None
     assert described_options({"type": "integer", "description": "Can be '1', '2'."}) is None
@@ -357,6 +364,13 @@ def test_described_options_read_closed_sets_not_examples():
         ("include_tolls", "Route from A to B without tolls", False),
         ("avoid_tolls", "Route from A to B without tolls", True),
         ("avoid_tolls", "Route from A to B avoiding tolls", True),
+        ("not_detailed", "Give me detailed info", False),
+        ("exclude_weekends", "Count days including weekends", False),
+        ("exclude_weekends", "Count days excluding weekends", True),
+        ("hide_details", "show details", False),
+        ("case_sensitive", "search case-insensitive", False),
+        ("detailed", "a few detailed facts", True),  # "a few" is no negation
+        ("detailed", "I'm not sure, detailed info please", True),  # another clause
         ("formatted", "Get the prime factors of 60", None),
         ("include_description", "Search for Python books", None),
     ],
@@ -385,6 +399,7 @@ def test_snap_number_fixes_the_place_of_the_questions_digits():
     assert snap_number(3, ["30", "300"]) == 3  # two candidates: ambiguous, unchanged
     assert snap_number(-5, ["5"]) == -5  # the sign is part of the digits
     assert snap_number(12, ["3", "4"]) == 12  # no candidate has these digits
+    assert snap_number(10**400, ["1"]) == 10**400 and snap_number(float("inf"), ["1"]) == float("inf")
     assert snap_number(True, ["1"]) is True and snap_number("85", ["8.5"]) == "85" and snap_number(85, []) == 85
 
 
@@ -408,7 +423,11 @@ def test_relevance_gate_name_term_is_calibrated():
     rep = gate.fit(rows, weights=(0.0,), name_weights=(0.0, 0.2))
     assert rep["name_weight"] == 0.2 and rep["balanced_accuracy"] == 1.0
     assert all(gate.accepts(s, u, m, n) == y for s, u, y, m, n in rows)
-    assert gate.score(0.4, 0.0, 0.0, float("nan")) == gate.score(0.4, 0.0)
+    assert gate.score(0.4, 0.0, 0.0, float("nan")) == gate.score(0.4, 0.0) == gate.score(0.4, 0.0, None, None)  # type: ignore[arg-type]
+    # five-value rows keep their margin: the margin term separates these, the name term cannot
+    by_margin = [(0.4, 0.0, True, 0.3, 0.0), (0.45, 0.0, True, 0.2, 0.0), (0.45, 0.0, False, 0.0, 0.0), (0.5, 0.0, False, 0.0, 0.0)]
+    rep = RelevanceGate().fit(by_margin, weights=(0.0,), margin_weights=(0.0, 1.0))
+    assert rep["margin_weight"] == 1.0 and rep["balanced_accuracy"] == 1.0
     plain = RelevanceGate()
     assert plain.fit(rows, weights=(0.0,))["balanced_accuracy"] < 1.0  # without the name term it cannot separate them
     with pytest.raises(ValueError):
@@ -453,6 +472,8 @@ def test_bracketed_number_lists_are_items_not_thousands():
     q = "NPV of cash_flows=[200,300,400,500] at 10% after an outlay of 1,500 and points (1.5,2.5)"
     assert question_numbers(q) == ["200", "300", "400", "500", "10", "1500", "1.5", "2.5"]
     assert number_spans(q) == ["200", "300", "400", "500", "10", "1500", "1.5", "2.5"]
+    people = "a population (1,500,000) next to (3,4) and (1, 500)"
+    assert question_numbers(people) == number_spans(people) == ["1500000", "3", "4", "1", "500"]
 
 
 def test_a_list_that_runs_into_the_next_written_list_is_cut_back():
