@@ -354,12 +354,14 @@ class ConstrainedArguments:
             raise BackendError(f"constrained output is not JSON ({exc}): {text[:80]!r}") from exc
 
     def _decode_field(
-        self, running: str, schema: dict[str, Any], question: str, used: list[float], used_strings: Sequence[str] = ()
+        self, running: str, schema: dict[str, Any], question: str, used: list[float], used_strings: Sequence[str] = (),
+        required: bool = True,
     ) -> tuple[Any, str]:
         """One argument's value. When the budget runs out (a repetition loop): an array is decoded
         again with ``maxItems`` set to the distinct items it had written; a free-form object
         again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too; a
-        string again with at most 32 characters; an untyped ("any") value again as a scalar.
+        required string again with at most 32 characters; a required untyped ("any") value
+        again as a scalar (an optional one that runs away is left out by the caller).
         An array's budget grows with the numbers the question writes (one list may copy them all)."""
         nums = [_num_text(u) for u in used]
         budget = None
@@ -382,6 +384,8 @@ class ConstrainedArguments:
                     return self.decode(running, flat, question, terminators=(",", "}"), used_numbers=nums)
                 except ValueBudgetError:
                     return self.decode(running, {"type": "object", "maxProperties": 0}, question, terminators=(",", "}"))
+            if not required:
+                raise
             if t == "string" and "enum" not in schema and "maxLength" not in schema:
                 # a string that never closes ("the_id_of_the_case_to_get_the_..."): a short one
                 return self.decode(running, {**schema, "maxLength": 32}, question, terminators=(",", "}"), used_numbers=nums)
@@ -450,7 +454,7 @@ class ConstrainedArguments:
                     text = " " + number_text(value)
                 else:
                     field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
-                    value, text = self._decode_field(running, field, question, used, strings)
+                    value, text = self._decode_field(running, field, question, used, strings, name in required)
             except BackendError:
                 if name in required:
                     raise
