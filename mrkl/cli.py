@@ -194,10 +194,11 @@ def eval_bfcl(
     for b in baseline:
         if b not in ("naive", "constrained"):
             _fail(f"unknown baseline {b!r}; choose naive or constrained", 2)
-    for c in category:  # a missing file is reported before the model loads
+    for c in CATEGORIES:  # a missing file is reported before the model loads
         qfile = Path(data) / f"BFCL_v4_{CATEGORIES[c]}.json"
         if not qfile.is_file():
-            _fail(f"no BFCL file {qfile}")
+            why = "" if c in category else f" (mrkl's none score is calibrated on held-out {c} questions too)"
+            _fail(f"no BFCL file {qfile}{why}")
     with _errors():
         from llm_backends.transformers_backend import TransformersBackend
 

@@ -90,3 +90,8 @@ def test_missing_bfcl_data_is_reported_before_any_model_loads(tmp_path):
     result = runner.invoke(app, ["eval", "bfcl", "--category", "simple", "--data", str(tmp_path), "--model", "no-such-model"])
     assert result.exit_code == 1
     assert result.output.strip() == f"error: no BFCL file {tmp_path / 'BFCL_v4_simple_python.json'}"
+    (tmp_path / "BFCL_v4_simple_python.json").write_text("")
+    result = runner.invoke(app, ["eval", "bfcl", "--category", "simple", "--data", str(tmp_path), "--model", "no-such-model"])
+    assert result.exit_code == 1  # the other files are needed for calibration, and said so
+    assert result.output.strip() == (f"error: no BFCL file {tmp_path / 'BFCL_v4_multiple.json'}"
+                                     " (mrkl's none score is calibrated on held-out multiple questions too)")
