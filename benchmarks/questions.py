@@ -7,7 +7,8 @@ the share routed to the right expert, the share of right answers (a question is
 answered right when it was routed right and, for expert questions, the answer
 holds every expected part), per expert and overall, and the median seconds.
 
-    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--choice channel|direct|generate] [--json out.json]
+    python benchmarks/questions.py [--file examples/questions.txt] [--model M] [--choice channel|direct|generate]
+        [--arguments free|constrained] [--json out.json]
 
 Not run by CI; the model runs greedily, so a rerun on the same machine gives the same answers.
 """
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--choice", choices=("channel", "direct", "generate"), default="channel", help="the router's expert choice (generate: the model writes the name, as for backends without score)")
     ap.add_argument("--router", choices=("two-stage", "llm"), default="two-stage", help="two-stage: MRKL's default (embedding shortlist, then the LLM router); llm: the LLM router over every expert")
+    ap.add_argument(
+        "--arguments", choices=("free", "constrained"), default="free",
+        help="free: MRKL's default (few-shot generation, validated and repaired); constrained: per-field schema-constrained "
+        "decoding with grounded optional arguments (router/arguments.py)",
+    )
     ap.add_argument("--json", dest="json_out", help="also write every row and the summary as JSON")
     args = ap.parse_args(argv)
 
@@ -56,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from router import LLMRouter, TwoStageRouter
 
     backend = TransformersBackend(args.model)
-    llm_router = LLMRouter(backend, choice=args.choice)
+    constrained = {"constrained": True, "per_field": True, "ground_optional": True} if args.arguments == "constrained" else {}
+    llm_router = LLMRouter(backend, choice=args.choice, **constrained)
     router = TwoStageRouter(llm_router) if args.router == "two-stage" else llm_router
     system = MRKL(backend=backend, router=router)
     # questions that are verbatim routing examples are flagged: they measure recall, not generalisation

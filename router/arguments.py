@@ -35,6 +35,7 @@ from router.values import (
     first_written_list,
     flag_mentioned,
     named_option,
+    named_options,
     numbers_of_kind,
     written_numbers,
     implied_value,
@@ -232,6 +233,23 @@ def _kind_number(value: Any, question: str, schema: dict[str, Any], used: Sequen
     if not free:
         return value
     return int(free[0]) if isinstance(value, int) and free[0].is_integer() else free[0]
+
+
+def _taken(value: Any, strings: Sequence[str], numbers: Sequence[float]) -> bool:
+    """Whether a string value repeats what earlier arguments took: the same text, a part of one
+    of them or one of them as a part, on word boundaries ("Ronaldo" after "Cristiano Ronaldo"),
+    or a number another argument used ("2021" after ``year=2021``)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    v = value.strip().lower()
+    for t in strings:
+        t = t.strip().lower()
+        if v == t or re.search(r"(?<!\w)" + re.escape(v) + r"(?!\w)", t) or re.search(r"(?<!\w)" + re.escape(t) + r"(?!\w)", v):
+            return True
+    try:
+        return any(math.isclose(float(v.replace(",", "")), float(n)) for n in numbers)
+    except ValueError:
+        return False
 
 
 def _num_text(x: float) -> str:
@@ -443,11 +461,14 @@ class ConstrainedArguments:
             first = False
             implied = implied_value(name, sub_schema, question) if kind in ("integer", "number") else None
             options = described_options(sub_schema)
-            named = named_option(options or sub_schema.get("enum"), question) if kind == "string" else None
+            named: Any = named_option(options or sub_schema.get("enum"), question) if kind == "string" else None
+            items = sub_schema.get("items") if kind == "array" and isinstance(sub_schema.get("items"), dict) else None
+            if items is not None and _type_of(items) == "string":  # a list of allowed values: those the question writes
+                named = named_options(described_options(items) or items.get("enum"), question) or None
             try:
                 if flag is not None:  # the question names the flag ("detailed information")
                     value, text = flag, " " + json.dumps(flag)
-                elif named is not None:  # the question names one of the allowed values
+                elif named is not None:  # the question names the allowed value(s)
                     value, text = named, " " + json.dumps(named, ensure_ascii=False)
                 elif implied is not None:  # the question implies it ("dropped" → initial velocity 0)
                     value = int(implied) if kind == "integer" else implied
@@ -481,7 +502,11 @@ class ConstrainedArguments:
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
-            repeated = isinstance(value, str) and value.strip().lower() in {x.strip().lower() for x in strings}
+            if isinstance(value, list) and name not in required and ground_optional and strings:
+                fresh = [v for v in value if not _taken(v, strings, [])]  # items another argument took go
+                if len(fresh) != len(value):
+                    value, text = fresh, " " + json.dumps(fresh, ensure_ascii=False)
+            repeated = named is None and _taken(value, strings, used)
             keep = name in required or not ground_optional or (
                 (flag is not None or named is not None or grounded_in(value, question, name=name, used_numbers=used, number_words=False))
                 and not unit_mismatch(name, sub_schema, value)
@@ -494,6 +519,7 @@ class ConstrainedArguments:
                     written = written_numbers(question, sub_schema).get(number_text(value))
                     if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
                         used.append(float(written))
-                if isinstance(value, str) and len(value.strip()) >= 2:
-                    strings.append(value)
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str) and len(item.strip()) >= 2:
+                        strings.append(item)  # a name in a list is taken too (teams=["Lakers", "Clippers"])
         return args, json.dumps(args, ensure_ascii=False)

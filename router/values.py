@@ -56,6 +56,7 @@ __all__ = [
     "number_mentions",
     "described_options",
     "named_option",
+    "named_options",
     "flag_mentioned",
     "snap_number",
     "numbers_of_kind",
@@ -519,21 +520,20 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
     return out if len(out) >= 2 else None
 
 
-def named_option(options: Any, question: Any) -> str | None:
-    """The one option of a closed set that the question writes, or None.
+def named_options(options: Any, question: Any) -> list[str]:
+    """The options of a closed set that the question writes, in the options' order.
 
     Options are matched case-insensitively on word boundaries, ``_`` and ``-`` read as
     spaces ("six_months" in "the last six months"), a trailing plural ``s`` optional
-    ("heart" names ``hearts``). Where one named option contains another ("lightly active"
-    and "active"), the longer wins; two unrelated options named, or none, give None
-    (the model decides).
+    ("heart" names ``hearts``); where one named option contains another ("lightly active"
+    and "active"), only the longer counts. Bad input gives ``[]``.
 
     Args:
         options: the enum values (non-strings are ignored).
         question: the user's question.
     """
     if not isinstance(question, str) or not isinstance(options, (list, tuple)):
-        return None
+        return []
     q = " " + re.sub(r"[_\-]+", " ", question.lower()) + " "
     hits = []
     for opt in options:
@@ -543,7 +543,13 @@ def named_option(options: Any, question: Any) -> str | None:
         stem = words[:-1] if words.endswith("s") and len(words) > 3 else words
         if re.search(r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)", q):
             hits.append(opt)
-    hits = [h for h in hits if not any(h != o and h.lower() in o.lower() for o in hits)]  # the longer of nested names
+    return [h for h in hits if not any(h != o and h.lower() in o.lower() for o in hits)]
+
+
+def named_option(options: Any, question: Any) -> str | None:
+    """The one option of a closed set that the question writes (:func:`named_options`), or None
+    when it writes none or several (the model decides)."""
+    hits = named_options(options, question)
     return hits[0] if len(hits) == 1 else None
 
 

@@ -546,3 +546,21 @@ def test_converted_numbers_remember_how_the_question_wrote_them():
     henries = {"description": "The inductance in henries (H)."}
     assert numbers_of_kind(q, henries) == ["0.05"] and written_numbers(q, henries) == {"0.05": "50"}
     assert numbers_of_kind(q, {"description": "Rounding digits."}) == [] and written_numbers(None, henries) == {}
+
+
+def test_optional_strings_do_not_repeat_what_other_arguments_took():
+    from router.arguments import _taken
+
+    assert _taken("Ronaldo", ["Cristiano Ronaldo"], []) and _taken("Tom Brady", ["brady"], [])
+    assert _taken("2021", ["Lakers"], [2021.0]) and not _taken("2021", [], [2020.0])
+    assert not _taken("Ron", ["Cristiano Ronaldo"], [])  # not on a word boundary
+    assert not _taken("Premier League", ["Manchester United"], []) and not _taken(3, ["3"], [3.0]) and not _taken(" ", ["x"], [])
+
+
+def test_named_options_lists_every_option_the_question_writes():
+    from router.values import named_options
+
+    diets = ["Vegan", "Vegetarian", "Gluten-free"]
+    assert named_options(diets, "a vegan and gluten free place") == ["Vegan", "Gluten-free"]
+    assert named_options(diets, "anything") == [] and named_options(None, "x") == []
+    assert named_options(["active", "lightly active"], "lightly active people") == ["lightly active"]
