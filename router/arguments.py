@@ -17,6 +17,20 @@ Two recipes:
   grounded in the question (a number written there and not used by another
   argument, a string or enum value that appears there, a boolean whose name appears
   there), so the model never fills an optional argument with an invented value.
+
+Per argument, the per-field recipe:
+
+1. **Stated values** (:func:`stated_value`) are not decoded: a flag the question names,
+   the allowed value(s) it writes, a number it implies.
+2. **Decoding** under the argument's schema (:func:`field_schema`: required strings start
+   like a value, required lists are not empty; a closed set of values the description
+   lists becomes an enum), with the copy bias, the question's numbers converted to the
+   argument's unit or rate and of its unit's kind first (:func:`router.values.field_numbers`),
+   spans and numbers other arguments took not proposed again.
+3. **Repairs** (:func:`_repaired`): a number of the wrong unit kind or with its decimal point
+   misplaced, a list that runs into the next written list, list items other arguments
+   took, an expression argument in Python syntax.
+4. **Keeping** an optional argument only when grounded and not a repeat of another's value.
 """
 
 from __future__ import annotations
@@ -267,6 +281,85 @@ def documented_default(schema: dict[str, Any]) -> Any:
     return None if m is None else m.group(1).lower() == "true"
 
 
+def _value_text(value: Any) -> str:
+    """JSON text of a value as the decoder writes it (whole numbers without ``.0``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return number_text(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool, Any]:
+    """A value the question states outright for one argument, so that it is not decoded.
+
+    * a boolean the question names or negates (:func:`router.values.flag_mentioned`);
+    * the one allowed value a string argument's enum or described options
+      (:func:`router.values.described_options`) has in the question, or every allowed
+      value a list of such strings has there (:func:`router.values.named_options`);
+    * a number the question implies (:func:`router.values.implied_value`: "dropped" →
+      an initial velocity of 0).
+
+    Returns:
+        ``(True, value)``, or ``(False, None)`` when the question states nothing outright.
+    """
+    kind = _type_of(schema)
+    if kind == "boolean":
+        flag = flag_mentioned(name, question)
+        return flag is not None, flag
+    if kind == "string":
+        named = named_option(described_options(schema) or schema.get("enum"), question)
+        return named is not None, named
+    items = schema.get("items")
+    if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
+        names = named_options(described_options(items) or items.get("enum"), question)
+        return bool(names), names or None
+    if kind in ("integer", "number"):
+        implied = implied_value(name, schema, question)
+        if implied is not None:
+            return True, int(implied) if kind == "integer" else implied
+    return False, None
+
+
+class _Taken:
+    """What earlier arguments took from the question: numbers, strings, number lists."""
+
+    def __init__(self) -> None:
+        self.numbers: list[float] = []
+        self.strings: list[str] = []
+        self.lists: list[list[float]] = []
+
+    def add(self, value: Any, question: str, schema: dict[str, Any]) -> None:
+        """Record a kept argument value (a converted number also takes the number as written)."""
+        self.numbers.extend(_numbers_of(value))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            written = written_numbers(question, schema).get(number_text(value))
+            if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
+                self.numbers.append(float(written))
+        if isinstance(value, list):
+            self.lists.append([float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)])
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and len(item.strip()) >= 2:
+                self.strings.append(item)  # a name in a list is taken too (teams=["Lakers", "Clippers"])
+
+
+def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
+    """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
+    argument's unit kind and with the question's digits, a list cut back to the question's list
+    it starts with (and, with ``drop_taken_items``, without items other arguments took), the
+    question's expression for an expression argument."""
+    kind = _type_of(schema)
+    if kind in ("integer", "number"):
+        snapped = snap_number(_kind_number(value, question, schema, taken.numbers), field_numbers(question, schema))
+        if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
+            value = snapped
+    if kind == "array":
+        value = first_written_list(value, question, taken.lists)
+        if drop_taken_items and isinstance(value, list) and taken.strings:
+            value = [v for v in value if not _taken(v, taken.strings, [])]  # items another argument took go
+    if is_expression_argument(name, schema):
+        value = _pick_expression(value, question)
+    return value
+
+
 class ConstrainedArguments:
     """Decode an expert's arguments under its JSON schema with a copy bias toward the question.
 
@@ -446,80 +539,43 @@ class ConstrainedArguments:
         required = set(schema.get("required", []))
         running = prompt + " {"
         args: dict[str, Any] = {}
-        used: list[float] = []
-        strings: list[str] = []  # string values already taken (not proposed again by the copy bias)
-        lists: list[list[float]] = []  # number lists already taken
+        taken = _Taken()
         first = True
         for name, sub in schema["properties"].items():
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
-            flag = flag_mentioned(name, question) if kind == "boolean" else None
-            if kind == "boolean" and flag is None and name not in required and ground_optional:
+            stated, value = stated_value(name, sub_schema, question)
+            if kind == "boolean" and not stated and name not in required and ground_optional:
                 continue  # an optional flag the question does not speak of keeps its default
             prefix = ("" if first else ", ") + json.dumps(name) + ":"
             running += prefix
             first = False
-            implied = implied_value(name, sub_schema, question) if kind in ("integer", "number") else None
-            options = described_options(sub_schema)
-            named: Any = named_option(options or sub_schema.get("enum"), question) if kind == "string" else None
-            items = sub_schema.get("items") if kind == "array" and isinstance(sub_schema.get("items"), dict) else None
-            if items is not None and _type_of(items) == "string":  # a list of allowed values: those the question writes
-                named = named_options(described_options(items) or items.get("enum"), question) or None
             try:
-                if flag is not None:  # the question names the flag ("detailed information")
-                    value, text = flag, " " + json.dumps(flag)
-                elif named is not None:  # the question names the allowed value(s)
-                    value, text = named, " " + json.dumps(named, ensure_ascii=False)
-                elif implied is not None:  # the question implies it ("dropped" → initial velocity 0)
-                    value = int(implied) if kind == "integer" else implied
-                    text = " " + number_text(value)
+                if stated:  # a flag, allowed value(s) or implied number the question states outright
+                    text = " " + _value_text(value)
                 else:
+                    options = described_options(sub_schema)
                     field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
-                    value, text = self._decode_field(running, field, question, used, strings, name in required)
+                    value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
             except BackendError:
                 if name in required:
                     raise
                 running = running[: len(running) - len(prefix)]
                 first = running.endswith("{")
                 continue
-            if kind in ("integer", "number"):
-                snapped = _kind_number(value, question, sub_schema, used)
-                snapped = snap_number(snapped, field_numbers(question, sub_schema))
-                if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
-                    value, text = snapped, " " + number_text(snapped)
-            if kind == "array":
-                cut = first_written_list(value, question, lists)
-                if cut != value:
-                    value, text = cut, " " + json.dumps(cut)
-                if isinstance(value, list):
-                    lists.append([float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)])
-            if is_expression_argument(name, sub_schema):
-                picked = _pick_expression(value, question)
-                if picked != value:
-                    value, text = picked, " " + json.dumps(picked, ensure_ascii=False)
-            running += text if text.startswith(" ") else " " + text
-            if isinstance(value, bool) and not grounded_in(value, question, name=name) and flag is None:
+            repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
+            running += " " + _value_text(repaired) if repaired != value else (text if text.startswith(" ") else " " + text)
+            value = repaired
+            if isinstance(value, bool) and not stated and not grounded_in(value, question, name=name):
                 default = documented_default(sub_schema)
                 if isinstance(default, bool):
                     value = default  # the question does not speak of it: the documented default
-            if isinstance(value, list) and name not in required and ground_optional and strings:
-                fresh = [v for v in value if not _taken(v, strings, [])]  # items another argument took go
-                if len(fresh) != len(value):
-                    value, text = fresh, " " + json.dumps(fresh, ensure_ascii=False)
-            repeated = named is None and _taken(value, strings, used)
             keep = name in required or not ground_optional or (
-                (flag is not None or named is not None or grounded_in(value, question, name=name, used_numbers=used, number_words=False))
+                (stated or grounded_in(value, question, name=name, used_numbers=taken.numbers, number_words=False))
                 and not unit_mismatch(name, sub_schema, value)
-                and not repeated
+                and not (kind != "boolean" and not stated and _taken(value, taken.strings, taken.numbers))
             )
             if keep:
                 args[name] = value
-                used.extend(_numbers_of(value))
-                if kind in ("integer", "number") and not isinstance(value, bool):
-                    written = written_numbers(question, sub_schema).get(number_text(value))
-                    if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
-                        used.append(float(written))
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, str) and len(item.strip()) >= 2:
-                        strings.append(item)  # a name in a list is taken too (teams=["Lakers", "Clippers"])
+                taken.add(value, question, sub_schema)
         return args, json.dumps(args, ensure_ascii=False)
