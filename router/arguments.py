@@ -144,7 +144,10 @@ def _numbers_of(value: Any) -> list[float]:
     if isinstance(value, bool):
         return []
     if isinstance(value, (int, float)):
-        return [float(value)]
+        try:
+            return [float(value)]
+        except OverflowError:  # an integer beyond float range is no number a question writes
+            return []
     if isinstance(value, str):
         return [float(s) for s in number_spans(value)]
     if isinstance(value, list):
@@ -204,14 +207,16 @@ def field_schema(schema: dict[str, Any], required: bool) -> dict[str, Any]:
     A required list argument is almost never meant to be empty, and a small model under
     a copy bias otherwise closes it at once (``[]``).
     """
-    if required and _is_free_string(schema):
+    if not isinstance(schema, dict):
+        return schema
+    if required and _is_free_string(schema) and schema.get("maxLength", 1) != 0:
         return {**schema, "pattern": VALUE_START}  # a required name or text is never "" or ", "
-    if required and _type_of(schema) == "array" and "minItems" not in schema:
+    if required and _type_of(schema) == "array" and "minItems" not in schema and schema.get("maxItems", 1) != 0:
         items = schema.get("items")
         if isinstance(items, dict) and _is_free_string(items):
             return {**schema, "minItems": 1, "items": {**items, "pattern": VALUE_START}}  # ["John", "Alice"], not [""]
         return {**schema, "minItems": 1}
-    if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema:
+    if required and _type_of(schema) == "object" and "properties" not in schema and "minProperties" not in schema and schema.get("maxProperties", 1) != 0:
         return {**schema, "minProperties": 1}  # a required free-form map ({"math": 90, ...})
     return schema
 
@@ -288,6 +293,28 @@ def _value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _finite(value: Any) -> bool:
+    """False for a float (or a list holding one) that is inf or NaN."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _fits(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether a stated value keeps the schema's own limits (enum, length, items, uniqueness)."""
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if isinstance(value, str):
+        return len(value) >= int(schema.get("minLength", 0)) and len(value) <= int(schema.get("maxLength", len(value))) and "pattern" not in schema
+    if isinstance(value, list):
+        if schema.get("uniqueItems") and len(set(map(str, value))) != len(value):
+            return False
+        return int(schema.get("minItems", 0)) <= len(value) <= int(schema.get("maxItems", len(value)))
+    return True
+
+
 def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool, Any]:
     """A value the question states outright for one argument, so that it is not decoded.
 
@@ -299,8 +326,11 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
       an initial velocity of 0).
 
     Returns:
-        ``(True, value)``, or ``(False, None)`` when the question states nothing outright.
+        ``(True, value)``, or ``(False, None)`` when the question states nothing outright
+        (or ``schema`` is not a dict).
     """
+    if not isinstance(schema, dict):
+        return False, None
     kind = _type_of(schema)
     if kind == "boolean":
         flag = flag_mentioned(name, question)
@@ -330,7 +360,7 @@ class _Taken:
     def add(self, value: Any, question: str, schema: dict[str, Any]) -> None:
         """Record a kept argument value (a converted number also takes the number as written)."""
         self.numbers.extend(_numbers_of(value))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _numbers_of(value) and isinstance(value, (int, float)) and _finite(float(value)):
             written = written_numbers(question, schema).get(number_text(value))
             if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
                 self.numbers.append(float(written))
@@ -346,6 +376,8 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
     argument's unit kind and with the question's digits, a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
     question's expression for an expression argument."""
+    if not isinstance(schema, dict):
+        return value
     kind = _type_of(schema)
     if kind in ("integer", "number"):
         snapped = snap_number(_kind_number(value, question, schema, taken.numbers), field_numbers(question, schema))
@@ -536,7 +568,7 @@ class ConstrainedArguments:
                 raise BackendError(f"arguments are not a JSON object: {text[:80]!r}")
             return value, text.strip()
         defs = {k: schema[k] for k in ("$defs", "definitions") if k in schema}
-        required = set(schema.get("required", []))
+        required = set(schema.get("required") or [])
         running = prompt + " {"
         args: dict[str, Any] = {}
         taken = _Taken()
@@ -545,6 +577,7 @@ class ConstrainedArguments:
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
             stated, value = stated_value(name, sub_schema, question)
+            stated = stated and _fits(value, sub_schema)
             if kind == "boolean" and not stated and name not in required and ground_optional:
                 continue  # an optional flag the question does not speak of keeps its default
             prefix = ("" if first else ", ") + json.dumps(name) + ":"
@@ -564,6 +597,12 @@ class ConstrainedArguments:
                 first = running.endswith("{")
                 continue
             repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
+            if not _finite(repaired):  # "1e400" is no JSON number
+                if name in required:
+                    raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")
+                running = running[: len(running) - len(prefix)]
+                first = running.endswith("{")
+                continue
             running += " " + _value_text(repaired) if repaired != value else (text if text.startswith(" ") else " " + text)
             value = repaired
             if isinstance(value, bool) and not stated and not grounded_in(value, question, name=name):

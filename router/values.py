@@ -525,8 +525,9 @@ def named_options(options: Any, question: Any) -> list[str]:
 
     Options are matched case-insensitively on word boundaries, ``_`` and ``-`` read as
     spaces ("six_months" in "the last six months"), a trailing plural ``s`` optional
-    ("heart" names ``hearts``); where one named option contains another ("lightly active"
-    and "active"), only the longer counts. Bad input gives ``[]``.
+    ("heart" names ``hearts``); a short upper-case code (``US``) only as written. An option
+    whose every mention lies inside another's ("active" in "lightly active") does not count;
+    "male" in "male and female" does. Duplicates count once. Bad input gives ``[]``.
 
     Args:
         options: the enum values (non-strings are ignored).
@@ -534,16 +535,23 @@ def named_options(options: Any, question: Any) -> list[str]:
     """
     if not isinstance(question, str) or not isinstance(options, (list, tuple)):
         return []
-    q = " " + re.sub(r"[_\-]+", " ", question.lower()) + " "
-    hits = []
+    plain = re.sub(r"[_\-]+", " ", question)
+    spans: dict[str, list[tuple[int, int]]] = {}
     for opt in options:
-        if not isinstance(opt, str) or len(opt.strip()) < 2:
-            continue
-        words = re.sub(r"[_\-]+", " ", opt.lower()).strip()
-        stem = words[:-1] if words.endswith("s") and len(words) > 3 else words
-        if re.search(r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)", q):
-            hits.append(opt)
-    return [h for h in hits if not any(h != o and h.lower() in o.lower() for o in hits)]
+        if not isinstance(opt, str) or not opt.strip() or opt in spans or (len(opt.strip()) < 2 and not opt.strip().isupper()):
+            continue  # a lone lower-case letter is too ambiguous to look for
+        words = re.sub(r"[_\-]+", " ", opt).strip()
+        stem = words[:-1] if words.lower().endswith("s") and len(words) > 3 else words
+        code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
+        pattern = r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)"
+        found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I)]
+        if found:
+            spans[opt] = found
+
+    def inside(a: str, b: str) -> bool:  # every mention of a lies within a mention of b
+        return a != b and all(any(s2 <= s1 and e1 <= e2 for s2, e2 in spans[b]) for s1, e1 in spans[a])
+
+    return [o for o in spans if not any(inside(o, other) for other in spans)]
 
 
 def named_option(options: Any, question: Any) -> str | None:
@@ -579,7 +587,8 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
     the question writes, allowing an inflection ("detailed" for ``detail``, "ratio" for
     ``format_as_ratio``), is a mention; it is *negated* after a negation within three
     words and in the same clause ("without tolls", "has few artistic interests"; not "a
-    few") or with a negative prefix ("case-insensitive" for ``case_sensitive``). The rule
+    few") or as a whole word of 7+ letters with a negative prefix ("case-insensitive" for
+    ``case_sensitive``; not "discount" for ``count``). The rule
     of thumb every function-calling format follows: a flag the user asks for by name is
     set. A name that is itself negative (``avoid_tolls``, ``not_detailed``,
     ``exclude_weekends``) flips it: "without tolls" sets ``avoid_tolls``, "detailed"
@@ -602,8 +611,8 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
         if w in _NEGATIVE_NAME_WORDS:
             continue
         stem = w[: max(4, len(w) - 2)]
-        if re.search(r"\b(?:in|un|non|dis|im)-?" + re.escape(stem), q):
-            return flip  # "case-insensitive": the word, negated
+        if len(w) >= 7 and re.search(r"\b(?:in|un|non|dis|im)-?" + re.escape(w) + r"\b", q):
+            return flip  # "case-insensitive": the whole (long) word with a negative prefix
         for m in re.finditer(r"\b" + re.escape(stem) + r"\w*", q):
             if _NEGATION_RE.search(q[: m.start()]):
                 return flip
@@ -623,8 +632,8 @@ def snap_number(value: Any, candidates: list[str]) -> Any:
 
     A small model copying "8.5 million" may write ``85000000``: the digits are right, the
     place is not. When the value is not among ``candidates`` (the question's numbers as
-    the argument wants them, :func:`field_numbers`) and exactly one candidate has the same
-    significant digits and sign, that candidate is returned (an int stays an int when the
+    the argument wants them, :func:`field_numbers`) and exactly one candidate within four
+    orders of magnitude has the same significant digits and sign, that candidate is returned (an int stays an int when the
     candidate is whole). Booleans, non-numbers and ambiguous cases come back unchanged.
 
     Args:
@@ -635,7 +644,7 @@ def snap_number(value: Any, candidates: list[str]) -> Any:
         return value
     try:
         nums = [float(c) for c in candidates]
-    except ValueError:
+    except (TypeError, ValueError):
         return value
     try:
         if any(math.isclose(n, float(value)) for n in nums):
@@ -646,7 +655,8 @@ def snap_number(value: Any, candidates: list[str]) -> Any:
         key = _digits(number_text(value))
     except (OverflowError, ValueError):  # inf, nan, an int too large for a float
         return value
-    same = {c for c, n in zip(candidates, nums) if _digits(c) == key and key not in ("", "-")}
+    near = [(c, n) for c, n in zip(candidates, nums) if n and value and 1e-4 <= abs(n / float(value)) <= 1e4]
+    same = {c for c, n in near if _digits(c) == key and key not in ("", "-")}
     if len(same) != 1:
         return value
     snapped = float(same.pop())
@@ -682,6 +692,7 @@ def first_written_list(value: Any, question: Any, used: list[list[float]] | None
     if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return value
     lists = bracket_lists(question)
+    used = used if isinstance(used, list) else []
     for i, lst in enumerate(lists):
         if used and lst in used:
             continue

@@ -564,3 +564,32 @@ def test_named_options_lists_every_option_the_question_writes():
     assert named_options(diets, "a vegan and gluten free place") == ["Vegan", "Gluten-free"]
     assert named_options(diets, "anything") == [] and named_options(None, "x") == []
     assert named_options(["active", "lightly active"], "lightly active people") == ["lightly active"]
+
+
+def test_review_edge_cases_of_stated_values_and_repairs():
+    from router.arguments import _Taken, _fits, _repaired, field_schema, stated_value
+    from router.values import first_written_list, flag_mentioned, named_option, named_options, snap_number
+
+    # stated values keep the schema's limits
+    colors = {"type": "array", "items": {"type": "string", "enum": ["red", "green", "blue"]}, "maxItems": 1}
+    found, value = stated_value("colors", colors, "Paint the houses red and blue")
+    assert found and value == ["red", "blue"] and not _fits(value, colors)
+    assert named_options(["red", "red", "blue"], "Show red items") == ["red"]  # duplicates count once
+    # ordinary words are no negations, options are matched by span, codes as written
+    assert flag_mentioned("include_count", "Apply a discount and include the count") is True
+    assert flag_mentioned("format_as_ratio", "detailed information, format it as a ratio") is True
+    assert flag_mentioned("in_stock", "only in-stock items") is True
+    assert named_option(["male", "female"], "Compare male and female runners") is None
+    assert named_option(["C", "C++"], "C or C++?") is None and named_option(["C", "C++"], "Learn C++ fast") == "C++"
+    assert named_option(["US", "UK", "DE"], "Tell us the weather in Berlin") is None
+    assert named_option(["US", "UK"], "Weather in the US") == "US"
+    # limits the schema sets are not overridden; bad input is no crash
+    assert field_schema({"type": "array", "maxItems": 0}, True) == {"type": "array", "maxItems": 0}
+    assert field_schema({"type": "string", "maxLength": 0}, True) == {"type": "string", "maxLength": 0}
+    assert field_schema(None, True) is None and stated_value("x", None, "q") == (False, None)  # type: ignore[arg-type]
+    assert _repaired(3, "x", None, "q", _Taken(), drop_taken_items=False) == 3  # type: ignore[arg-type]
+    assert snap_number(5, [None]) == 5 and snap_number(1, ["1e-9"]) == 1  # nine orders of magnitude is no misplaced point
+    assert first_written_list([1, 2, 3], "[1, 2] and [3, 4]", used=5) == [1, 2]  # type: ignore[arg-type]
+    taken = _Taken()
+    taken.add(10**400, "q", {})
+    assert taken.numbers == []
