@@ -249,6 +249,11 @@ def _sub_block_param_count(model: HeteroLlamaForCausalLM, block: BlockConfig) ->
     return sum(p.numel() for p in layer.parameters())
 
 
+#: (norm, sub-block) attribute names of a decoder layer's two halves; a variant stack borrows the other half from the partner
+_ATTENTION_PARTS = ("input_layernorm", "self_attn")
+_FFN_PARTS = ("post_attention_layernorm", "mlp")
+
+
 def _structural(model: HeteroLlamaForCausalLM, att: Sequence[AttentionConfig], ffn: Sequence[FFNConfig]):
     itemsize = torch.empty((), dtype=_dtype(model)).element_size()
     _, _, head_dim, _ = _layer_dims(model)
@@ -542,22 +547,16 @@ def measure_costs(
     # one stack of the partner block; every variant stack borrows the partner's other sub-block
     partner_stack = _stack(model, partner, layers)
     stacks: dict[str, HeteroLlamaForCausalLM] = {"partner": partner_stack}
-    for a in att:
-        if attention_key(a) == pa:
-            continue
-        m = _stack(model, BlockConfig(a, noop_f), layers)
+    variants = [("a:" + attention_key(a), BlockConfig(a, noop_f), _FFN_PARTS) for a in att if attention_key(a) != pa]
+    variants += [("f:" + ffn_key(f), BlockConfig(noop_a, f), _ATTENTION_PARTS) for f in ffn if ffn_key(f) != pf]
+    for name, block, borrowed in variants:
+        m = _stack(model, block, layers)
         for mine, theirs in zip(m.layers, partner_stack.layers):
-            if theirs.mlp is not None:
-                mine.post_attention_layernorm, mine.mlp = theirs.post_attention_layernorm, theirs.mlp
-        stacks["a:" + attention_key(a)] = m
-    for f in ffn:
-        if ffn_key(f) == pf:
-            continue
-        m = _stack(model, BlockConfig(noop_a, f), layers)
-        for mine, theirs in zip(m.layers, partner_stack.layers):
-            if theirs.self_attn is not None:
-                mine.input_layernorm, mine.self_attn = theirs.input_layernorm, theirs.self_attn
-        stacks["f:" + ffn_key(f)] = m
+            norm, sub = borrowed
+            if getattr(theirs, sub) is not None:
+                setattr(mine, norm, getattr(theirs, norm))
+                setattr(mine, sub, getattr(theirs, sub))
+        stacks[name] = m
     for name, m in (reference_models or {}).items():
         stacks["r:" + str(name)] = m
     with _threads(threads, flush_denormal) as n_threads:
