@@ -77,3 +77,25 @@ def smollm2():
     from llm_backends.transformers_backend import TransformersBackend
 
     return TransformersBackend("smollm2-135m-instruct", progress=None)
+
+
+@pytest.fixture
+def tiny_llama(smollm2, tmp_path):
+    """``make(layers, kv_heads) -> folder``: a tiny random Llama (hidden 48, 3 heads, FFN 256,
+    seed 0) saved with SmolLM2's tokenizer under ``tmp_path/"tiny"``, for CLI tests that take seconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def make(layers: int, kv_heads: int):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(
+            vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=256, num_hidden_layers=layers,
+            num_attention_heads=3, num_key_value_heads=kv_heads, max_position_embeddings=2048, tie_word_embeddings=True,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, eos_token_id=smollm2.tokenizer.eos_token_id,
+        )
+        src = tmp_path / "tiny"
+        LlamaForCausalLM(cfg).save_pretrained(src)
+        smollm2.tokenizer.save_pretrained(src)
+        return src
+
+    return make

@@ -412,9 +412,8 @@ def test_real_model_fused_run_is_exact_and_reloads(smollm2, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatch):
+def test_cli_compress_fuse_and_ask_on_a_tiny_llama(tiny_llama, tmp_path, monkeypatch):
     """The whole CLI path on a tiny random Llama with SmolLM2's tokenizer (seconds, not minutes)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
     from typer.testing import CliRunner
 
     from llm_backends.compression import calibration
@@ -422,15 +421,7 @@ def test_cli_compress_fuse_and_ask_on_a_tiny_llama(smollm2, tmp_path, monkeypatc
 
     monkeypatch.setenv("MRKL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(calibration, "PROMPTS", calibration.PROMPTS[:6])  # a short self-generated set
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=256, num_hidden_layers=6,
-        num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=2048, tie_word_embeddings=True,
-        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, eos_token_id=smollm2.tokenizer.eos_token_id,
-    )
-    src = tmp_path / "tiny"
-    LlamaForCausalLM(cfg).save_pretrained(src)
-    smollm2.tokenizer.save_pretrained(src)
+    src = tiny_llama(layers=6, kv_heads=1)
     runner = CliRunner()
     out = tmp_path / "fused"
     res = runner.invoke(app, ["compress", "fuse", "--model", str(src), "--remove-attention", "3", "--out", str(out), "--distill-steps", "2", "--windows", "2", "--include-last"])

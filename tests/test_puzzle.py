@@ -286,10 +286,9 @@ def _fn(b):
 
 
 @pytest.mark.slow
-def test_cli_compress_puzzle_on_a_tiny_llama(smollm2, tmp_path, monkeypatch):
+def test_cli_compress_puzzle_on_a_tiny_llama(tiny_llama, tmp_path, monkeypatch):
     """`mrkl compress puzzle` end to end on a tiny random Llama with SmolLM2's tokenizer; the
     saved Nemotron-NAS folder serves `mrkl ask`, and a rerun reuses the whole library."""
-    from transformers import LlamaConfig, LlamaForCausalLM
     from typer.testing import CliRunner
 
     from llm_backends.compression import calibration
@@ -305,15 +304,7 @@ def test_cli_compress_puzzle_on_a_tiny_llama(smollm2, tmp_path, monkeypatch):
     quick = dict(repeats=3, prefill_repeats=1, warmup=1, rounds=1, prompt_tokens=64, context=64)
     monkeypatch.setattr(puzzle, "measure_costs", functools.partial(costs.measure_costs, **quick))
     monkeypatch.setattr(puzzle, "measure_model_latency", functools.partial(costs.measure_model_latency, **quick))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(smollm2.tokenizer), hidden_size=48, intermediate_size=256, num_hidden_layers=4,
-        num_attention_heads=3, num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True,
-        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"}, eos_token_id=smollm2.tokenizer.eos_token_id,
-    )
-    src = tmp_path / "tiny"
-    LlamaForCausalLM(cfg).save_pretrained(src)
-    smollm2.tokenizer.save_pretrained(src)
+    src = tiny_llama(layers=4, kv_heads=3)
     runner = CliRunner()
     out, lib = tmp_path / "puzzled", tmp_path / "library"
     args = ["compress", "puzzle", "--model", str(src), "--target-speedup", "1.3", "--bld-steps", "3", "--workers", "1",
