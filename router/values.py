@@ -37,6 +37,7 @@ Everything here is pure text processing (no model), deterministic and total: bad
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -419,17 +420,32 @@ def numbers_of_kind(question: Any, schema: dict[str, Any] | None) -> list[str]:
 
 
 def _field_numbers(question: Any, schema: dict[str, Any] | None) -> tuple[list[str], list[str], dict[str, str]]:
-    """:func:`field_numbers`, :func:`numbers_of_kind` and :func:`written_numbers` in one pass."""
+    """:func:`field_numbers`, :func:`numbers_of_kind` and :func:`written_numbers` in one pass
+    (the pass is cached: the decoder asks for all three of every argument, and unit conversion
+    through pint is the slow part)."""
+    if not isinstance(question, str) or not isinstance(schema, dict):
+        return question_numbers(question), [], {}
+    typ = schema.get("type")
+    out, of_kind, written = _numbers_for(
+        question, typ if isinstance(typ, str) else None, str(schema.get("description", ""))
+    )
+    return list(out), list(of_kind), dict(written)
+
+
+@functools.lru_cache(maxsize=1024)
+def _numbers_for(
+    question: str, typ: str | None, desc: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """:func:`_field_numbers` for an argument of JSON type ``typ`` and description ``desc`` (hashable, cached)."""
     nums = question_numbers(question)
-    if not nums or not isinstance(schema, dict):
-        return nums, [], {}
-    desc = str(schema.get("description", ""))
+    if not nums:
+        return (), (), ()
     swaps: list[tuple[str, str]] = []  # (number as question_numbers writes it, converted)
-    rate_as_fraction = schema.get("type") == "number" and _RATE_RE.search(desc) and not _AS_PERCENT_RE.search(desc)
+    rate_as_fraction = typ == "number" and _RATE_RE.search(desc) and not _AS_PERCENT_RE.search(desc)
     if (_FRACTION_RE.search(desc) and _PERCENT_WORD_RE.search(desc)) or rate_as_fraction:
         for m in _PERCENT_RE.finditer(question):
             swaps.append((m.group(1), number_text(float(f"{float(m.group(1)) / 100:.12g}"))))
-    target = described_unit(schema)
+    target = described_unit({"description": desc})
     compound: list[tuple[int, int]] = []  # spans of "5ft 10in", converted as one length
     of_kind: list[str] = []  # numbers the question writes with a unit of the argument's kind
     other_kind: list[str] = []  # ... with a unit of another kind (10 meters for a current in amperes)
@@ -478,7 +494,7 @@ def _field_numbers(question: Any, schema: dict[str, Any] | None) -> tuple[list[s
             return 2 if any(math.isclose(v, float(k)) for k in other_kind) else 1
 
         out = [out[i] for i in sorted(range(len(out)), key=lambda i: (rank(i), i))]
-    return out, of_kind, {new: raw for raw, new in swaps}
+    return tuple(out), tuple(of_kind), tuple((new, raw) for raw, new in swaps)
 
 
 # ------------------------------------------------------------------ described options
