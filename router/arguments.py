@@ -590,16 +590,12 @@ class ConstrainedArguments:
                     options = described_options(sub_schema)
                     field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
                     value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
+                repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
+                if not _finite(repaired):  # "1e400" is no JSON number
+                    raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")
             except BackendError:
                 if name in required:
                     raise
-                running = running[: len(running) - len(prefix)]
-                first = running.endswith("{")
-                continue
-            repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
-            if not _finite(repaired):  # "1e400" is no JSON number
-                if name in required:
-                    raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")
                 running = running[: len(running) - len(prefix)]
                 first = running.endswith("{")
                 continue

@@ -453,6 +453,10 @@ def test_decoder_keeps_described_options_named_flags_and_ends_runaway_strings(sm
         "details": {"type": "boolean", "description": "True if need the detail info. "}}}
     got = run(case, "How to obtain the detailed case information of the 'R vs Adams' legal case?")
     assert got["details"] is True and isinstance(got["case_id"], str) and 0 < len(got["case_id"]) <= 32
+    from llm_backends.errors import BackendError
+
+    with pytest.raises(BackendError, match="not a finite number"):  # never Infinity in the JSON
+        run({"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}, "Value: 1e400")
 
 
 def test_rates_are_fractions_unless_the_description_asks_for_percent():
