@@ -591,9 +591,13 @@ _NEGATION_RE = re.compile(
 )
 
 
+def _identifier_words(name: str) -> list[str]:
+    """Lower-case words of a snake_case or camelCase name (``"fullName"`` → ``["full", "name"]``)."""
+    return re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+
+
 def _name_words(name: str) -> list[str]:
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[_\W\d]+", spaced.lower()) if len(w) >= 4 and w not in _FLAG_STOP]
+    return [w for w in _identifier_words(name) if len(w) >= 4 and w not in _FLAG_STOP]
 
 
 def flag_mentioned(name: str, question: Any) -> bool | None:
@@ -620,7 +624,7 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
     if not isinstance(question, str) or not isinstance(name, str):
         return None
     q = question.lower()
-    all_words = set(re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()))
+    all_words = set(_identifier_words(name))
     flip = bool(all_words & _NEGATIVE_NAME_WORDS)
     mentioned = False
     for w in _name_words(name):
