@@ -636,7 +636,7 @@ class MRKLSystem:
         timings["argument_decoding"] = time.perf_counter() - t1
         args, raw, err, u = dec[i]
         chosen_margin = margin if i == 0 else 0.0
-        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, name_overlap(case.question, ranked[i].function_name))
+        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, names[i])
         pred.timings = timings
         return pred
 
