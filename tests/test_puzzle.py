@@ -63,6 +63,21 @@ def test_library_spec_variants_and_bad_input(tiny):
         LibrarySpec(ffn_widths=(512,)).ffn_variants(tiny.config)
 
 
+def test_layers_swap_sub_blocks_by_kind(tiny):
+    layer = tiny.layers[0]
+    norm, attn = layer.sub_block("attention")
+    assert norm is layer.input_layernorm and attn is layer.self_attn
+    assert layer.sub_block("ffn") == (layer.post_attention_layernorm, layer.mlp)
+    layer.put_sub_block("attention", None, None)
+    assert layer.self_attn is None and layer.input_layernorm is None
+    layer.put_sub_block("attention", norm, attn)
+    assert layer.self_attn is attn and layer.input_layernorm is norm
+    with pytest.raises(ValueError, match="kind must be"):
+        layer.sub_block("mlp")
+    with pytest.raises(ValueError, match="kind must be"):
+        layer.put_sub_block("norm", None, None)
+
+
 @torch.no_grad()
 def test_variant_shapes_and_initialisation_follow_the_paper(tiny):
     layer = tiny.layers[1]

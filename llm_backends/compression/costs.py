@@ -249,11 +249,6 @@ def _sub_block_param_count(model: HeteroLlamaForCausalLM, block: BlockConfig) ->
     return sum(p.numel() for p in layer.parameters())
 
 
-#: (norm, sub-block) attribute names of a decoder layer's two halves; a variant stack borrows the other half from the partner
-_ATTENTION_PARTS = ("input_layernorm", "self_attn")
-_FFN_PARTS = ("post_attention_layernorm", "mlp")
-
-
 def _structural(model: HeteroLlamaForCausalLM, att: Sequence[AttentionConfig], ffn: Sequence[FFNConfig]):
     itemsize = torch.empty((), dtype=_dtype(model)).element_size()
     _, _, head_dim, _ = _layer_dims(model)
@@ -547,15 +542,14 @@ def measure_costs(
     # one stack of the partner block; every variant stack borrows the partner's other sub-block
     partner_stack = _stack(model, partner, layers)
     stacks: dict[str, HeteroLlamaForCausalLM] = {"partner": partner_stack}
-    variants = [("a:" + attention_key(a), BlockConfig(a, noop_f), _FFN_PARTS) for a in att if attention_key(a) != pa]
-    variants += [("f:" + ffn_key(f), BlockConfig(noop_a, f), _ATTENTION_PARTS) for f in ffn if ffn_key(f) != pf]
+    variants = [("a:" + attention_key(a), BlockConfig(a, noop_f), "ffn") for a in att if attention_key(a) != pa]
+    variants += [("f:" + ffn_key(f), BlockConfig(noop_a, f), "attention") for f in ffn if ffn_key(f) != pf]
     for name, block, borrowed in variants:
         m = _stack(model, block, layers)
         for mine, theirs in zip(m.layers, partner_stack.layers):
-            norm, sub = borrowed
-            if getattr(theirs, sub) is not None:
-                setattr(mine, norm, getattr(theirs, norm))
-                setattr(mine, sub, getattr(theirs, sub))
+            norm, sub = theirs.sub_block(borrowed)
+            if sub is not None:
+                mine.put_sub_block(borrowed, norm, sub)
         stacks[name] = m
     for name, m in (reference_models or {}).items():
         stacks["r:" + str(name)] = m

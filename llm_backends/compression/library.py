@@ -194,10 +194,8 @@ class SubBlock(nn.Module):
         """Put copies of this variant's modules into ``layer`` (replacing its sub-block)."""
         norm = copy.deepcopy(self.norm) if self.norm is not None else None
         mod = copy.deepcopy(self.module) if self.module is not None else None
-        if self.kind == "attention":
-            layer.input_layernorm, layer.self_attn = norm, mod
-        else:
-            layer.post_attention_layernorm, layer.mlp = norm, mod
+        layer.put_sub_block(self.kind, norm, mod)
+        if self.kind == "ffn":
             layer.fused_from = ()
 
 
@@ -215,18 +213,13 @@ def empty_sub_block(kind: str, cfg: AttentionConfig | FFNConfig, parent: HeteroD
     )
     dtype = next(parent.parameters()).dtype
     tmp.to(dtype)
-    if kind == "attention":
-        return SubBlock(kind, cfg, tmp.input_layernorm, tmp.self_attn)
-    return SubBlock(kind, cfg, tmp.post_attention_layernorm, tmp.mlp)
+    return SubBlock(kind, cfg, *tmp.sub_block(kind))
 
 
 def parent_sub_block(layer: HeteroDecoderLayer, kind: str) -> SubBlock:
     """The parent layer's own attention or FFN as a :class:`SubBlock` (modules shared, not copied)."""
-    if kind == "attention":
-        return SubBlock("attention", layer.block_config.attention, layer.input_layernorm, layer.self_attn)
-    if kind == "ffn":
-        return SubBlock("ffn", layer.block_config.ffn, layer.post_attention_layernorm, layer.mlp)
-    raise ValueError(f"kind must be 'attention' or 'ffn', got {kind!r}")
+    norm, module = layer.sub_block(kind)  # ValueError for another kind
+    return SubBlock(kind, layer.block_config.attention if kind == "attention" else layer.block_config.ffn, norm, module)
 
 
 @torch.no_grad()

@@ -151,6 +151,29 @@ class HeteroDecoderLayer(nn.Module):
         self.set_ffn(block.ffn)
 
     # -------------------------------------------------------------- structure
+    #: the (norm, module) attribute names of each sub-block kind
+    SUB_BLOCKS = {"attention": ("input_layernorm", "self_attn"), "ffn": ("post_attention_layernorm", "mlp")}
+
+    def sub_block(self, kind: str) -> tuple[RMSNorm | None, nn.Module | None]:
+        """``(norm, module)`` of the layer's ``"attention"`` or ``"ffn"`` (the modules themselves, not copies).
+
+        Raises:
+            ValueError: another kind.
+        """
+        if kind not in self.SUB_BLOCKS:
+            raise ValueError(f"kind must be 'attention' or 'ffn', got {kind!r}")
+        norm, module = self.SUB_BLOCKS[kind]
+        return getattr(self, norm), getattr(self, module)
+
+    def put_sub_block(self, kind: str, norm: RMSNorm | None, module: nn.Module | None) -> None:
+        """Make ``(norm, module)`` the layer's ``"attention"`` or ``"ffn"`` as given (not copied; the
+        block config is not updated). Raises ValueError for another kind."""
+        if kind not in self.SUB_BLOCKS:
+            raise ValueError(f"kind must be 'attention' or 'ffn', got {kind!r}")
+        norm_attr, module_attr = self.SUB_BLOCKS[kind]
+        setattr(self, norm_attr, norm)
+        setattr(self, module_attr, module)
+
     def set_attention(self, cfg: AttentionConfig) -> None:
         """Replace the attention sub-block by a freshly initialised one of ``cfg`` (no-op removes it)."""
         if cfg.kind == "no_op":

@@ -44,7 +44,7 @@ from llm_backends.compression.costs import CostTable, measure_costs, measure_mod
 from llm_backends.compression.library import LibrarySpec, attention_name, ffn_name, variant_config
 from llm_backends.compression.mip import SearchResult, greedy_search, solve_mip
 from llm_backends.compression.model import HeteroLlamaForCausalLM
-from llm_backends.compression.scoring import ParentActivations, kl_divergence
+from llm_backends.compression.scoring import ParentActivations, kl_from_layer
 
 __all__ = [
     "LibraryScores",
@@ -141,18 +141,12 @@ def score_library(
                 if name == parent_names[kind]:
                     row[kind][name] = 0.0
                     continue
-                saved = (layer.input_layernorm, layer.self_attn) if kind == "attention" else (layer.post_attention_layernorm, layer.mlp)
+                saved = layer.sub_block(kind)
                 try:
-                    if kind == "attention":
-                        layer.input_layernorm, layer.self_attn = sb.norm, sb.module
-                    else:
-                        layer.post_attention_layernorm, layer.mlp = sb.norm, sb.module
-                    kl = sum(w * float(kl_divergence(a.logits, model.logits_from_hidden(model.run_layers(a.inputs[i], i)))) for a, w in zip(acts, weights))
+                    layer.put_sub_block(kind, sb.norm, sb.module)
+                    kl = kl_from_layer(model, i, acts, weights)
                 finally:
-                    if kind == "attention":
-                        layer.input_layernorm, layer.self_attn = saved
-                    else:
-                        layer.post_attention_layernorm, layer.mlp = saved
+                    layer.put_sub_block(kind, *saved)
                 row[kind][name] = max(kl, 0.0)
         out.append(row)
         if progress:

@@ -121,6 +121,13 @@ def fit_linear_attention(
 
 
 @torch.no_grad()
+def kl_from_layer(model: HeteroLlamaForCausalLM, i: int, acts: Sequence[ParentActivations], weights: Sequence[float]) -> float:
+    """KL (nats/token) of ``model``'s output from the parent's when run from layer ``i`` on the parent's
+    residual streams: ``Σ weight · KL`` over the batches ``acts`` (the replace-one-block score of
+    whatever sub-block layer ``i`` holds now)."""
+    return sum(w * float(kl_divergence(a.logits, model.logits_from_hidden(model.run_layers(a.inputs[i], i)))) for a, w in zip(acts, weights))
+
+
 def score_attention_removal(
     model: HeteroLlamaForCausalLM,
     windows: torch.Tensor,
@@ -167,15 +174,15 @@ def score_attention_removal(
             if linear:
                 kl_lin[i] = float("nan")
             continue
-        saved_attn, saved_norm = lay.self_attn, lay.input_layernorm
+        saved_norm, saved_attn = lay.sub_block("attention")
         try:
-            lay.self_attn, lay.input_layernorm = None, None
-            kl_no[i] = sum(w * float(kl_divergence(a.logits, model.logits_from_hidden(model.run_layers(a.inputs[i], i)))) for a, w in zip(acts, weights))
+            lay.put_sub_block("attention", None, None)
+            kl_no[i] = kl_from_layer(model, i, acts, weights)
             if linear:
-                lay.self_attn, lay.input_layernorm = fitted[i], saved_norm
-                kl_lin[i] = sum(w * float(kl_divergence(a.logits, model.logits_from_hidden(model.run_layers(a.inputs[i], i)))) for a, w in zip(acts, weights))
+                lay.put_sub_block("attention", saved_norm, fitted[i])
+                kl_lin[i] = kl_from_layer(model, i, acts, weights)
         finally:
-            lay.self_attn, lay.input_layernorm = saved_attn, saved_norm
+            lay.put_sub_block("attention", saved_norm, saved_attn)
         if progress:
             msg = f"layer {i}: KL no-op {kl_no[i]:.4f}"
             progress(msg + (f", linear {kl_lin[i]:.4f}" if linear else ""))
