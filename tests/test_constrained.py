@@ -188,3 +188,15 @@ def test_string_copy_bias_skips_spans_other_arguments_took():
     fresh = CopyBias(char_encode, "Sequence AGTC", mode="string", bonus=3.0, used_strings=["agtc"])
     assert "A" not in boosted(fresh, ' "') and "S" in boosted(fresh, ' "')  # case-insensitive
     assert boosted(fresh, ' "AG') == {"T"}  # once written, the span is still followed
+
+
+def test_invented_strings_are_placeholders_not_rewrites():
+    from router.arguments import invented
+
+    q = "Find the highest grossing bank in the U.S for year 2020, with detail on March 11, 2022."
+    assert invented("the_country_to_get_data_from", q)
+    assert invented("object", q) and invented("Ace", q)
+    assert not invented("U.S", q) and not invented("bank", q)
+    assert not invented("detailed", q)  # an inflection of "detail"
+    assert not invented("2022-03-11", q)  # a date rewritten, not invented
+    assert not invented("", q) and not invented(5, q) and not invented("x", None)  # type: ignore[arg-type]

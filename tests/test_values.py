@@ -597,3 +597,90 @@ def test_review_edge_cases_of_stated_values_and_repairs():
     taken = _Taken()
     taken.add(10**400, "q", {})
     assert taken.numbers == []
+
+
+def test_plain_number_runs_are_written_lists_and_a_dropped_first_item_comes_back():
+    from router.values import first_written_list, written_lists
+
+    q = "dataset_A with the values 12, 24, 36 and dataset_B with the values 15, 30, 45."
+    assert written_lists(q) == [[12, 24, 36], [15, 30, 45]]
+    assert first_written_list([12, 24, 36, 15, 30, 45], q) == [12, 24, 36]
+    assert first_written_list([15, 30, 45], q) == [15, 30, 45]
+    # a run needs "N, N, N": thousands separators and pairs are no list
+    assert written_lists("a city of 1,500,000 people and 2, 3 more") == []
+    g = "group1 (e.g., 12.4, 15.6, 11.2, 18.9) and group2 (e.g., 10.5, 9.8, 15.2, 13.8) at level 0.05"
+    # group1 that runs on into group2 and past it is cut back to group1
+    assert first_written_list([12.4, 15.6, 11.2, 18.9, 10.5, 9.8, 15.2, 13.8, 0.05], g) == [12.4, 15.6, 11.2, 18.9]
+    npv = "cash flows [-50000, 10000, 15000, 20000] at 8%"
+    assert first_written_list([10000, 15000, 20000], npv) == [-50000, 10000, 15000, 20000]
+    assert first_written_list([15000, 20000], npv) == [15000, 20000]  # two items short: not this rule
+    assert written_lists(None) == [] and written_lists("") == []
+
+
+def test_counted_number_reads_a_count_written_next_to_what_it_counts():
+    from router.values import counted_number
+
+    tickets = {"type": "integer", "description": "Number of tickets required. Default is 1."}
+    assert counted_number("num_tickets", tickets, "Get me two tickets for the next Eminem concert.") == 2
+    events = {"type": "integer", "description": "Number of events to return. Default is 5."}
+    assert counted_number("count", events, "Find ten major historical events of the 16th century.") == 10
+    traits = {"type": "integer", "description": "The number of top traits to return"}
+    assert counted_number("trait_count", traits, "Find three personality traits of joggers.") == 3
+    days = {"type": "integer", "description": "Number of days"}
+    assert counted_number("days", days, "Air quality in San Jose for the next 3 days") == 3
+    # no count next to the noun, two different counts, a fraction, a non-integer argument: None
+    assert counted_number("count", events, "Find events in 2020.") is None
+    assert counted_number("days", days, "Apple for 5 days and Google for 3 days") is None
+    assert counted_number("days", days, "for 2.5 days") is None
+    assert counted_number("days", {"type": "number", "description": "Number of days"}, "for 3 days") is None
+    assert counted_number("days", days, None) is None and counted_number("days", None, "3 days") is None
+
+
+def test_a_us_city_gets_its_state_where_the_description_asks_for_city_and_state():
+    from router.values import city_state_style, with_state
+
+    code = {"type": "string", "description": "The city and state, e.g. Los Angeles, CA"}
+    named = {"type": "string", "description": "The city, e.g. Chicago, Illinois"}
+    plain = {"type": "string", "description": "The city, e.g. London"}
+    assert city_state_style(code) == "code" and city_state_style(named) == "name" and city_state_style(plain) is None
+    assert city_state_style({"type": "string", "description": "In the format City, State."}) == "code"
+    assert with_state("Chicago", "code") == "Chicago, IL"
+    assert with_state("New York", "code") == "New York, NY"
+    assert with_state("Portland", "name") == "Portland, Oregon"  # the most populous Portland
+    assert with_state("Paris", "code") == "Paris"  # the largest Paris is not American
+    assert with_state("Los Angeles, CA", "code") == "Los Angeles, CA"  # already has a state
+    assert with_state("Chicago", None) == "Chicago" and with_state(5, "code") == 5 and with_state("", "code") == ""
+
+
+def test_question_spans_are_whole_words_without_outer_function_words_or_quotes():
+    from router.values import question_spans, span_pattern
+
+    q = "Get the case 'R vs Adams' in Los Angeles, CA. Then stop."
+    spans = question_spans(q)
+    assert "R vs Adams" in spans and "Los Angeles, CA" in spans and "case" in spans
+    assert "the case" not in spans and "Adams in" not in spans  # no outer function word
+    assert not any("'" in s for s in spans)  # no span crosses the quotes
+    assert "CA. Then" not in spans  # nor a sentence end
+    assert "Adams" not in question_spans(q, exclude=["adams"])
+    pattern = span_pattern(q)
+    import re
+
+    assert re.fullmatch(pattern[1:-1], "R vs Adams") and re.fullmatch(pattern[1:-1], "Los Angeles, CA")
+    assert not re.fullmatch(pattern[1:-1], "Los Angeles CA")
+    assert question_spans(None) == [] and span_pattern("the of a") is None
+
+
+def test_stated_unit_takes_the_questions_unit_of_the_default_kind():
+    from router.values import stated_unit
+
+    radius = {"type": "string", "description": "The unit of measurement for the radius. Default is 'cm'."}
+    assert stated_unit("unit", radius, "The circumference of a circle with a radius of 4 inches?") == "inches"
+    speed = {"type": "string", "description": "The unit in which the speed should be calculated, default is m/s."}
+    assert stated_unit("to_unit", speed, "The speed in km/h of a car that went 450 meters in 20 seconds.") == "km/h"
+    # two different lengths, no unit of the kind, no default, not a unit argument, an enum: None
+    assert stated_unit("unit", radius, "A wall 3 m by 4 ft") is None
+    assert stated_unit("unit", radius, "It took 20 seconds") is None
+    assert stated_unit("unit", {"type": "string", "description": "The unit."}, "4 inches") is None
+    assert stated_unit("city", radius, "4 inches") is None
+    assert stated_unit("unit", {**radius, "enum": ["cm", "in"]}, "4 inches") is None
+    assert stated_unit("unit", radius, None) is None
