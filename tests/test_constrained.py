@@ -200,3 +200,57 @@ def test_invented_strings_are_placeholders_not_rewrites():
     assert not invented("detailed", q)  # an inflection of "detail"
     assert not invented("2022-03-11", q)  # a date rewritten, not invented
     assert not invented("", q) and not invented(5, q) and not invented("x", None)  # type: ignore[arg-type]
+
+
+def test_an_arguments_own_name_is_no_value_and_shared_spans_are_found():
+    from router.arguments import _shared_with, invented
+
+    q = "Get the highest scoring player of game 'Valorant' in 2022 season."
+    assert invented("game", q, "game") and invented("contract", "a rental contract", "contract_type")
+    assert not invented("Valorant", q, "game") and not invented("game", q)  # without the name: a word of the question
+    args = {"game": "2022", "year": 2022}
+    spans = {"game": (10, 17)}
+    assert _shared_with("2022", args, spans, q) == "game"
+    assert _shared_with("Valorant", args, spans, q) is None
+    assert _shared_with("2022", args, spans, q + " Also 2022.") is None  # written twice: both may take it
+    assert _shared_with(5, args, spans, q) is None and _shared_with("", args, spans, q) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "q, schema, want",
+    [
+        (
+            "Get the highest rated sushi restaurant in Boston, that opens on Sundays.",
+            {"cuisine": "The cuisine of the restaurant.", "location": "The city where the restaurant is."},
+            {"cuisine": "sushi", "location": "Boston"},
+        ),
+        (
+            "Get current Gold price per ounce.",
+            {"metal": "The metal whose price is needed.", "measure": "The unit of measure, e.g. ounce or kg."},
+            {"metal": "Gold", "measure": "ounce"},
+        ),
+    ],
+)
+def test_two_required_strings_do_not_share_one_span(smollm2, q, schema, want):
+    from router.arguments import ConstrainedArguments
+
+    full = {"type": "object", "properties": {k: {"type": "string", "description": d} for k, d in schema.items()}, "required": list(schema)}
+    prompt = f"Function: lookup\nArguments (JSON schema): {json.dumps(full)}\nQuestion: {q}\nArguments:"
+    args, _raw = ConstrainedArguments(smollm2).extract(prompt, full, q, per_field=True, ground_optional=True)
+    assert args == want
+
+
+@pytest.mark.slow
+def test_an_invented_placeholder_is_decoded_again_as_a_span_of_the_question(smollm2):
+    from router.arguments import ConstrainedArguments, invented
+
+    q = "Estimate the population of pandas in the wild in China."
+    schema = {"type": "object", "properties": {
+        "species": {"type": "string", "description": "The species for which to estimate the population."},
+        "country": {"type": "string", "description": "The country for which to estimate the population."}},
+        "required": ["species", "country"]}
+    prompt = f"Function: estimate_population\nArguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+    args, _raw = ConstrainedArguments(smollm2).extract(prompt, schema, q, per_field=True, ground_optional=True)
+    assert not any(invented(v, q, k) for k, v in args.items())
+    assert args == {"species": "pandas", "country": "China"}

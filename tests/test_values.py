@@ -684,3 +684,31 @@ def test_stated_unit_takes_the_questions_unit_of_the_default_kind():
     assert stated_unit("city", radius, "4 inches") is None
     assert stated_unit("unit", {**radius, "enum": ["cm", "in"]}, "4 inches") is None
     assert stated_unit("unit", radius, None) is None
+
+
+def test_question_dates_and_the_described_format():
+    import datetime as dt
+
+    from router.values import described_date_format, question_dates, stated_date
+
+    assert [d for _s, d in question_dates("closing March.11, 2022 and Jun.20,2023")] == [dt.date(2022, 3, 11), dt.date(2023, 6, 20)]
+    assert [d for _s, d in question_dates("born 01-01-1980, seen 2022/08/16, June01 2023")] == [
+        dt.date(1980, 1, 1), dt.date(2022, 8, 16), dt.date(2023, 6, 1)]
+    assert [d for _s, d in question_dates("from 2023 April 4th to April 8th")] == [dt.date(2023, 4, 4), dt.date(2023, 4, 8)]
+    assert [d for _s, d in question_dates("starting from 10th December 2022")] == [dt.date(2022, 12, 10)]
+    assert question_dates("on 15th October") == []  # no year anywhere: not guessed
+    assert question_dates("3/4 cup and 2.5/3.5 and 2023-02-30") == []  # fractions, an impossible date
+    assert question_dates(None) == []
+    assert described_date_format({"description": "Must be in MM-DD-YYYY format."}) == "%m-%d-%Y"
+    assert described_date_format({"description": "in the format of MM-DD-YYY."}) == "%m-%d-%Y"
+    assert described_date_format({"description": "The date (month-day-year)."}) == "%m-%d-%Y"
+    assert described_date_format({"description": "e.g., 2022-04-28"}) == "%Y-%m-%d"
+    assert described_date_format({"description": "The date."}) is None and described_date_format(None) is None
+    iso = {"type": "string", "description": "The check-out date in the format YYYY-MM-DD."}
+    assert stated_date("check_out_date", iso, "from 2023 April 4th to April 8th") == "2023-04-08"
+    assert stated_date("check_in_date", iso, "from 2023 April 4th to April 8th") == "2023-04-04"
+    assert stated_date("date", iso, "from 2023 April 4th to April 8th") is None  # which one: the model decides
+    us = {"type": "string", "description": "Start date in the format of MM-DD-YYY."}
+    assert stated_date("start_date", us, "filed after January 1, 2021") == "01-01-2021"
+    assert stated_date("date", {"type": "string", "description": "The date."}, "on Jan 28, 2021") == "2021-01-28"
+    assert stated_date("location", iso, "on Jan 28, 2021") is None and stated_date("date", iso, "no date") is None
