@@ -48,6 +48,7 @@ from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_span
 from llm_backends.errors import BackendError
 from router.values import (
     city_state_style,
+    compounding_periods,
     counted_number,
     described_options,
     field_numbers,
@@ -396,7 +397,9 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
       an initial velocity of 0);
     * a count the question writes next to what the argument counts
-      (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2).
+      (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2), or
+      compounding periods a year (:func:`router.values.compounding_periods`: "compounded
+      quarterly" → 4).
 
     Returns:
         ``(True, value)``, or ``(False, None)`` when the question states nothing outright
@@ -422,8 +425,10 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
         if implied is not None:
             return True, int(implied) if kind == "integer" else implied
         counted = counted_number(name, schema, question)
+        if counted is None:
+            counted = compounding_periods(name, schema, question)
         if counted is not None:
-            return True, int(counted)
+            return True, int(counted) if kind == "integer" else float(counted)
     return False, None
 
 

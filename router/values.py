@@ -1133,3 +1133,35 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str 
     else:
         return None
     return chosen.strftime(described_date_format(schema) or "%Y-%m-%d")
+
+
+# ------------------------------------------------------------------ compounding
+_PERIODS_PER_YEAR = {
+    "annually": 1, "yearly": 1, "annual": 1, "semi-annually": 2, "semiannually": 2, "semi-annual": 2, "bi-annually": 2,
+    "quarterly": 4, "monthly": 12, "bi-weekly": 26, "biweekly": 26, "weekly": 52, "daily": 365,
+}
+_PERIOD_WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _PERIODS_PER_YEAR), key=len, reverse=True)) + r")(?![\w-])", re.I)
+
+
+def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any) -> int | None:
+    """Compounding periods per year for an interest argument, from the word the question uses.
+
+    The finance convention: "compounded monthly" is 12 periods a year, "quarterly" 4,
+    "semi-annually" 2, "annually"/"yearly" 1, "weekly" 52, "daily" 365. Applies to a
+    number argument whose name or description speaks of compounding
+    (``compounding_periods_per_year``, ``n`` described as "the number of times that
+    interest is compounded per unit time"), when the question writes exactly one such word
+    after "compound..." or as "with <word> compounding".
+
+    Returns:
+        The number of periods, or None.
+    """
+    if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
+        return None
+    if schema.get("type") not in ("integer", "number"):
+        return None
+    label = name.replace("_", " ") + " " + str(schema.get("description", ""))
+    if not re.search(r"\bcompound", label, re.I) or not re.search(r"\bcompound", question, re.I):
+        return None
+    found = {_PERIODS_PER_YEAR[m.group(1).lower()] for m in _PERIOD_WORD_RE.finditer(question)}
+    return found.pop() if len(found) == 1 else None

@@ -712,3 +712,18 @@ def test_question_dates_and_the_described_format():
     assert stated_date("start_date", us, "filed after January 1, 2021") == "01-01-2021"
     assert stated_date("date", {"type": "string", "description": "The date."}, "on Jan 28, 2021") == "2021-01-28"
     assert stated_date("location", iso, "on Jan 28, 2021") is None and stated_date("date", iso, "no date") is None
+
+
+def test_compounding_words_are_periods_per_year():
+    from router.values import compounding_periods
+
+    n = {"type": "integer", "description": "The number of times that interest is compounded per unit time."}
+    assert compounding_periods("n", n, "$5000 at 3% for 5 years, compounded quarterly.") == 4
+    assert compounding_periods("compounding_periods_per_year", {"type": "integer", "description": "periods"},
+                               "a $5000 investment at 5% in 3 years with monthly compounding") == 12
+    assert compounding_periods("n", n, "compounded semi-annually") == 2
+    assert compounding_periods("n", n, "paid monthly and compounded daily") is None  # two words: no guess
+    assert compounding_periods("n", n, "paid monthly") is None  # no compounding in the question
+    assert compounding_periods("years", {"type": "integer", "description": "years"}, "compounded monthly") is None
+    assert compounding_periods("n", {"type": "string", "description": "compounded"}, "compounded monthly") is None
+    assert compounding_periods("n", n, None) is None
