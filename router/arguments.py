@@ -69,6 +69,7 @@ from router.values import (
     stated_date,
     stated_unit,
     unit_mismatch,
+    whole_name,
     with_state,
 )
 
@@ -456,7 +457,8 @@ class _Taken:
 
 def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
     """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
-    argument's unit kind and with the question's digits, a US city with its state where the
+    argument's unit kind and with the question's digits, a name the question writes whole
+    (:func:`router.values.whole_name`), a US city with its state where the
     description asks for "City, State", a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
     question's expression for an expression argument."""
@@ -467,7 +469,8 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
         snapped = snap_number(_kind_number(value, question, schema, taken.numbers), field_numbers(question, schema))
         if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
             value = snapped
-    if kind == "string":
+    if kind == "string" and "enum" not in schema and not described_options(schema):
+        value = whole_name(value, question)  # "League" → "Premier League"
         value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
     if kind == "array":
         value = first_written_list(value, question, taken.lists)

