@@ -384,7 +384,7 @@ def _fits(value: Any, schema: dict[str, Any]) -> bool:
     return True
 
 
-def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool, Any]:
+def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[str, Any] | None = None) -> tuple[bool, Any]:
     """A value the question states outright for one argument, so that it is not decoded.
 
     * a boolean the question names or negates (:func:`router.values.flag_mentioned`);
@@ -402,6 +402,9 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
       compounding periods a year (:func:`router.values.compounding_periods`: "compounded
       quarterly" → 4).
 
+    ``others`` (the function's other arguments, name → schema) keeps a count or a date
+    that two arguments could claim from either.
+
     Returns:
         ``(True, value)``, or ``(False, None)`` when the question states nothing outright
         (or ``schema`` is not a dict).
@@ -415,7 +418,7 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
     if kind == "string":
         named = named_option(described_options(schema) or schema.get("enum"), question)
         if named is None and "enum" not in schema:
-            named = stated_unit(name, schema, question) or stated_date(name, schema, question)
+            named = stated_unit(name, schema, question) or stated_date(name, schema, question, others)
         return named is not None, named
     items = schema.get("items")
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
@@ -425,7 +428,7 @@ def stated_value(name: str, schema: dict[str, Any], question: str) -> tuple[bool
         implied = implied_value(name, schema, question)
         if implied is not None:
             return True, int(implied) if kind == "integer" else implied
-        counted = counted_number(name, schema, question)
+        counted = counted_number(name, schema, question, others)
         if counted is None:
             counted = compounding_periods(name, schema, question)
         if counted is not None:
@@ -742,7 +745,7 @@ class ConstrainedArguments:
         for name, sub in schema["properties"].items():
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
-            stated, value = stated_value(name, sub_schema, question)
+            stated, value = stated_value(name, sub_schema, question, schema["properties"])
             stated = stated and _fits(value, sub_schema)
             if kind == "boolean" and not stated and name not in required and ground_optional:
                 continue  # an optional flag the question does not speak of keeps its default

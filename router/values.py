@@ -364,13 +364,25 @@ def unit_mismatch(name: str, schema: dict[str, Any] | None, value: Any) -> bool:
     return want != got
 
 
+def _same_unit(a: str, b: str) -> bool:
+    """Whether pint reads two unit names as the same unit ("mile" / "miles")."""
+    try:
+        import pint
+
+        ureg = pint.get_application_registry()
+        return ureg.parse_units(a.strip()) == ureg.parse_units(b.strip())
+    except Exception:  # noqa: BLE001 - a unit pint does not know
+        return False
+
+
 def stated_unit(name: str, schema: dict[str, Any] | None, question: Any) -> str | None:
     """The unit a question writes for a unit argument, by kind, or None.
 
     For an argument named ``unit``/``to_unit``/... whose description gives a default
     unit (``"Default is 'cm'"``): the one unit of the default's kind (pint
     dimensionality) the question writes — first a requested unit ("the speed in km/h"),
-    else the unit of its quantities ("a radius of 4 inches" → ``"inches"``), as written.
+    else the unit of its quantities ("a radius of 4 inches" → ``"inches"``), as written
+    — or as the default writes it when it is the default unit ("in mile" → ``"miles"``).
     None when the question writes no unit of that kind, or several different ones.
 
     Args:
@@ -395,7 +407,8 @@ def stated_unit(name: str, schema: dict[str, Any] | None, question: Any) -> str 
     ):
         units = {u.strip() for u in found if _dimensionality(u.strip()) == want}
         if len(units) == 1:
-            return units.pop()
+            unit = units.pop()
+            return default if _same_unit(unit, default) else unit  # "in mile" with default "miles": "miles"
         if units:
             return None
     return None
@@ -816,26 +829,38 @@ def first_written_list(value: Any, question: Any, used: list[list[float]] | None
 
 # ------------------------------------------------------------------ counts
 _COUNT_NAME_STOP = {"num", "number", "count", "total", "max", "min", "maximum", "minimum", "limit", "top", "the", "of", "n", "no"}
+_COUNT_GENERIC = {"time", "item", "value", "thing", "result", "unit", "element", "entrie", "entry"}
+_COUNT_BETWEEN_STOP = {
+    "and", "or", "of", "in", "on", "with", "for", "to", "the", "a", "an", "is", "are", "was", "by", "from", "at",
+    "per", "as", "than", "into", "over", "under", "after", "before", "its", "their", "his", "her", "each",
+}
 _COUNT_DESC_RE = re.compile(r"\b(?:number|count|amount)\s+of\s+(?:the\s+)?(?:top\s+)?(?:\w+\s+)??(\w{3,})", re.I)
 
 
 def _count_nouns(name: str, schema: dict[str, Any] | None) -> set[str]:
-    """Singular stems of what an integer argument counts: its name's nouns and the X of "number of X"."""
-    words = {w for w in _identifier_words(name) if len(w) >= 3 and w not in _COUNT_NAME_STOP}
+    """Singular stems of what an integer argument counts: its name's head noun (the last word that is
+    not a count word: ``tickets`` of ``num_tickets``, ``faces`` of ``dice_faces``) and the X of "number of X"."""
+    name_words = [w for w in _identifier_words(name) if len(w) >= 3 and w not in _COUNT_NAME_STOP]
+    words = set(name_words[-1:])
     desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
     m = _COUNT_DESC_RE.search(desc)
     if m:
         words.add(m.group(1).lower())
-    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words}
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words} - _COUNT_GENERIC
 
 
-def counted_number(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
+def counted_number(
+    name: str, schema: dict[str, Any] | None, question: Any, others: dict[str, Any] | None = None
+) -> float | None:
     """The number of things an integer argument counts, when the question writes it next to them.
 
     "two tickets" gives ``num_tickets`` 2, "the next three days" ``days`` 3, "ten major
     historical events" 10 for ``count`` described as "Number of events": a number (in
-    digits or words) followed, at most two words later, by a noun of the argument's name
-    or of its description's "number of X" (plural or singular). Function-calling schemas
+    digits or words) followed, at most two words later and with no function word between
+    ("10 and height" is no count of heights), by a noun of the argument's name or of its
+    description's "number of X" (plural or singular). Only an argument that counts
+    something qualifies: its name says num/number/count/total/top or its description
+    starts with "Number of"; not one with a digit (``side1``) or "per" in its name. Function-calling schemas
     name count arguments after what they count; a number written against that noun is
     the count, even where the question writes it as a word (which the copy bias does not
     take, see :func:`question_numbers`).
@@ -844,6 +869,9 @@ def counted_number(name: str, schema: dict[str, Any] | None, question: Any) -> f
         name: the argument's name.
         schema: its JSON schema (must be an integer).
         question: the user's question.
+        others: the function's other arguments (name → schema); when another integer
+            argument counts the same noun ("desired_cards", "total_cards" for "52 cards"),
+            the count is not this argument's alone and None is returned.
 
     Returns:
         The number, or None when the question writes no such count, several different
@@ -851,11 +879,19 @@ def counted_number(name: str, schema: dict[str, Any] | None, question: Any) -> f
     """
     if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
         return None
-    if schema.get("type") != "integer":
-        return None
+    if schema.get("type") != "integer" or re.search(r"\d", name):
+        return None  # side1, side2: which number is whose is not in the nouns
+    words = set(_identifier_words(name))
+    desc = str(schema.get("description", ""))
+    if "per" in words or not (words & {"num", "number", "count", "total", "top"} or re.match(r"\s*(?:the\s+)?(?:number|count)\s+of\b", desc, re.I)):
+        return None  # only an argument that counts something ("Number of days", num_tickets)
     nouns = _count_nouns(name, schema)
     if not nouns:
         return None
+    for other, sub in (others or {}).items() if isinstance(others, dict) else ():
+        if other != name and isinstance(sub, dict) and sub.get("type") == "integer" and isinstance(other, str):
+            if _count_nouns(other, sub) & nouns:
+                return None
     found: set[float] = set()
     for text, pos in number_mentions(question):
         value = float(text)
@@ -869,6 +905,8 @@ def counted_number(name: str, schema: dict[str, Any] | None, question: Any) -> f
             if stem in nouns:
                 found.add(value)
                 break
+            if w in _COUNT_BETWEEN_STOP:
+                break  # "10 and height": the noun belongs to another number
     return found.pop() if len(found) == 1 else None
 
 
@@ -1104,7 +1142,7 @@ _START_WORDS = {"start", "from", "begin", "beginning", "in", "checkin", "departu
 _END_WORDS = {"end", "to", "until", "out", "checkout", "return", "last", "finish"}
 
 
-def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str | None:
+def stated_date(name: str, schema: dict[str, Any] | None, question: Any, others: dict[str, Any] | None = None) -> str | None:
     """A date argument's value from the date the question writes, in the described format.
 
     For a string argument whose name speaks of a date (``date``, ``start_date``,
@@ -1112,7 +1150,9 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str 
     written in the format the description asks for (:func:`described_date_format`; ISO
     ``YYYY-MM-DD`` when it names none). With two or more dates, an argument named for a
     start (``start``, ``from``, ``check_in``) takes the first and one named for an end
-    (``end``, ``to``, ``check_out``) the last; any other takes none.
+    (``end``, ``to``, ``check_out``) the last; any other takes none. With one date and
+    ``others`` (the function's other arguments) holding a start date argument, an end
+    date argument takes none ("3 nights starting from 1st June": the end is not written).
 
     Returns:
         The formatted date, or None (no date argument, no date in the question, or
@@ -1127,6 +1167,12 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str 
     if not dates:
         return None
     if len({d for _s, d in dates}) == 1:
+        starts = [
+            o for o in (others or {}) if isinstance(o, str) and o != name
+            and "date" in _identifier_words(o) and set(_identifier_words(o)) & _START_WORDS
+        ] if isinstance(others, dict) else []
+        if starts and words & _END_WORDS and not words & _START_WORDS:
+            return None
         chosen = dates[0][1]
     elif words & _START_WORDS and not words & _END_WORDS:
         chosen = dates[0][1]
@@ -1139,7 +1185,7 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any) -> str 
 
 # ------------------------------------------------------------------ compounding
 _PERIODS_PER_YEAR = {
-    "annually": 1, "yearly": 1, "annual": 1, "semi-annually": 2, "semiannually": 2, "semi-annual": 2, "bi-annually": 2,
+    "annually": 1, "yearly": 1, "semi-annually": 2, "semiannually": 2, "bi-annually": 2,
     "quarterly": 4, "monthly": 12, "bi-weekly": 26, "biweekly": 26, "weekly": 52, "daily": 365,
 }
 _PERIOD_WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _PERIODS_PER_YEAR), key=len, reverse=True)) + r")(?![\w-])", re.I)
@@ -1152,8 +1198,9 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
     "semi-annually" 2, "annually"/"yearly" 1, "weekly" 52, "daily" 365. Applies to a
     number argument whose name or description speaks of compounding
     (``compounding_periods_per_year``, ``n`` described as "the number of times that
-    interest is compounded per unit time"), when the question writes exactly one such word
-    after "compound..." or as "with <word> compounding".
+    interest is compounded per unit time"; not "the money being compounded"), when the
+    question writes exactly one such word next to "compound..." ("compounded quarterly",
+    "with monthly compounding"; "an annual rate" is no period).
 
     Returns:
         The number of periods, or None.
@@ -1163,9 +1210,13 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
     if schema.get("type") not in ("integer", "number"):
         return None
     label = name.replace("_", " ") + " " + str(schema.get("description", ""))
-    if not re.search(r"\bcompound", label, re.I) or not re.search(r"\bcompound", question, re.I):
-        return None
-    found = {_PERIODS_PER_YEAR[m.group(1).lower()] for m in _PERIOD_WORD_RE.finditer(question)}
+    if not re.search(r"\btimes\b[^.]{0,40}\bcompounded|\bcompound\w*\s+(?:per|periods?|frequency)", label, re.I):
+        return None  # "principle: the money being compounded" counts no periods
+    found = set()
+    for m in _PERIOD_WORD_RE.finditer(question):
+        near = question[max(0, m.start() - 30) : m.end() + 30]
+        if re.search(r"\bcompound", near, re.I):  # "compounded quarterly", "with monthly compounding"
+            found.add(_PERIODS_PER_YEAR[m.group(1).lower()])
     return found.pop() if len(found) == 1 else None
 
 

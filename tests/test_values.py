@@ -741,3 +741,32 @@ def test_whole_name_puts_back_the_capitalised_words_before_a_copied_name():
     assert whole_name("Boston", "a restaurant in Boston") == "Boston"
     assert whole_name("Adams", "the case 'R vs Adams'") == "Adams"  # not across the quote... nor lower-case words
     assert whole_name("york", "in New York") == "york" and whole_name(5, "x") == 5 and whole_name("A", None) == "A"
+
+
+def test_counts_and_dates_that_two_arguments_could_claim_are_left_to_the_model():
+    from router.values import counted_number, stated_date
+
+    card = {"type": "integer", "description": "Number of cards"}
+    others = {"desired_cards": card, "total_cards": {"type": "integer", "description": "Total number of cards"}}
+    assert counted_number("total_cards", card, "a deck of 52 cards", others) is None
+    dice = {"dice_number": {"type": "integer", "description": "Number of dice"},
+            "dice_faces": {"type": "integer", "description": "Number of faces on each die"}}
+    q = "the odds of rolling a 7 with two dice"
+    assert counted_number("dice_number", dice["dice_number"], q, dice) == 2
+    assert counted_number("dice_faces", dice["dice_faces"], q, dice) is None  # the head noun is "faces"
+    # not a count argument; generic "times"; a number before "and <noun>"
+    assert counted_number("height", {"type": "integer", "description": "The height"}, "base 10 and height 5") is None
+    times = {"type": "integer", "description": "Number of times the event occurred."}
+    assert counted_number("num_success", times, "60 heads if I flip a coin 100 times") is None
+    iso = {"type": "string", "description": "YYYY-MM-DD"}
+    stay = {"start_date": iso, "end_date": iso}
+    q = "a room for 3 nights starting from 1st June 2022"
+    assert stated_date("start_date", iso, q, stay) == "2022-06-01" and stated_date("end_date", iso, q, stay) is None
+
+
+def test_a_stated_unit_that_is_the_default_is_written_as_the_default():
+    from router.values import stated_unit
+
+    miles = {"type": "string", "description": "The unit of measure for the distance. Default is miles."}
+    assert stated_unit("units", miles, "the distance between Boston and Washington in mile?") == "miles"
+    assert stated_unit("units", miles, "the distance between Boston and Washington in km?") == "km"
