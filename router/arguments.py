@@ -34,6 +34,8 @@ Per argument, the per-field recipe:
    misplaced, a list that runs into the next written list, list items other arguments
    took, an expression argument in Python syntax.
 4. **Keeping** an optional argument only when grounded and not a repeat of another's value.
+5. **Trimming** a string that runs on into another argument's value or a written date
+   (:func:`trailing_value_removed`: "Natural History Museum in London" when ``city`` is "London").
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from router.values import (
     math_expressions,
     normalize_expression,
     number_text,
+    question_dates,
     question_numbers,
     snap_number,
     span_pattern,
@@ -73,7 +76,7 @@ from router.values import (
     with_state,
 )
 
-__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented"]
+__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -195,6 +198,35 @@ def _own_name(value: str, name: str) -> bool:
     """Whether a string value is only words of the argument's own name ("contract" for ``contract_type``)."""
     words = [w for w in re.split(r"[\W_]+", value.lower()) if w]
     return bool(words) and bool(name) and set(words) <= _name_words(name)
+
+
+_TRAIL_SEP_RE = r"(?:\s+(?:in|at|from|on|of|for|near)\s+|\s+)"
+
+
+def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> Any:
+    """A string value that runs on into another argument's value, cut before it.
+
+    A small model copying ``museum`` from "the Natural History Museum in London" writes
+    ``"Natural History Museum in London"`` when ``city`` is ``"London"``, and ``location``
+    ``"London 2022/08/16"`` when the date is a separate argument. When ``value`` ends with
+    another argument's string value (3+ characters), or with a date as the question writes
+    it (see :func:`router.values.question_dates`), joined by a space or "in"/"at"/"from"/
+    "on"/"of"/"for"/"near", that tail is dropped ("New York, NY" keeps its state). A value that is nothing but the tail, and
+    anything but a string, comes back unchanged.
+    """
+    if not isinstance(value, str) or not isinstance(question, str):
+        return value
+    tails = [o.strip() for o in others if isinstance(o, str) and len(o.strip()) >= 3]
+    low = value.lower()
+    for start, _date in question_dates(question):
+        at = low.find(question[start : start + 6].lower(), 1)
+        if at > 0 and question[start:].lower().startswith(low[at:].rstrip(" .,;:!?")):
+            tails.append(value[at:].rstrip(" .,;:!?"))  # the date as the question writes it
+    for tail in sorted(set(tails), key=len, reverse=True):
+        m = re.match(r"(.+?)" + _TRAIL_SEP_RE + re.escape(tail) + r"[\s.,;:!?]*$", value, re.I | re.S)
+        if m and m.group(1).strip():
+            return m.group(1).strip()
+    return value
 
 
 def _shared_with(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, int]], question: str) -> str | None:
@@ -797,4 +829,8 @@ class ConstrainedArguments:
                 taken.add(value, question, sub_schema)
                 if kind == "string" and name in required and name in fields:
                     spans[name] = (start, len(running))
+        for name in list(args):
+            trimmed = trailing_value_removed(args[name], [v for k, v in args.items() if k != name], question)
+            if trimmed != args[name] and _fits(trimmed, schema["properties"].get(name) or {}):
+                args[name] = trimmed
         return args, json.dumps(args, ensure_ascii=False)

@@ -254,3 +254,15 @@ def test_an_invented_placeholder_is_decoded_again_as_a_span_of_the_question(smol
     args, _raw = ConstrainedArguments(smollm2).extract(prompt, schema, q, per_field=True, ground_optional=True)
     assert not any(invented(v, q, k) for k, v in args.items())
     assert args == {"species": "pandas", "country": "China"}
+
+
+def test_a_string_that_runs_into_another_arguments_value_is_cut_before_it():
+    from router.arguments import trailing_value_removed as cut
+
+    q = "Get me information about Natural History Museum in London including timings"
+    assert cut("Natural History Museum in London", ["London", ["timings"]], q) == "Natural History Museum"
+    assert cut("London 2022/08/16", ["08-16-2022"], "What is the air quality index in London 2022/08/16?") == "London"
+    assert cut("New York, NY", ["NY"], "in New York, NY") == "New York, NY"  # a comma and a 2-letter code: kept
+    assert cut("London", ["London"], "in London") == "London"  # nothing left before the tail
+    assert cut("2022/08/16", [], "in London 2022/08/16") == "2022/08/16"
+    assert cut(5, ["x"], "q") == 5 and cut("a b", ["b"], None) == "a b"  # type: ignore[arg-type]
