@@ -34,8 +34,13 @@ Per argument, the per-field recipe:
    misplaced, a list that runs into the next written list, list items other arguments
    took, an expression argument in Python syntax.
 4. **Keeping** an optional argument only when grounded and not a repeat of another's value.
-5. **Trimming** a string that runs on into another argument's value or a written date
-   (:func:`trailing_value_removed`: "Natural History Museum in London" when ``city`` is "London").
+5. **Names and tails**, once all arguments are decoded: a string that runs on into another
+   argument's value or a written date is cut (:func:`trailing_value_removed`: "Natural
+   History Museum in London" when ``city`` is "London"); a decoded (not stated) name that
+   starts inside a capitalised name of the question gets its first words back
+   (:func:`router.values.whole_name`: "League" → "Premier League"), not words of the
+   argument's own name or description nor of other arguments' values (checked again now
+   that all values are known; step 3 checks against the earlier arguments).
 """
 
 from __future__ import annotations
@@ -227,6 +232,14 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
         if m and m.group(1).strip():
             return m.group(1).strip()
     return value
+
+
+def _name_stop(name: str, schema: dict[str, Any], values: Sequence[Any]) -> set[str]:
+    """Words :func:`router.values.whole_name` must not take into an argument's value: the content words
+    (3+ letters, not "of"/"the"/...) of its name and description, and every word of other arguments' values."""
+    own = set(_name_words(name)) | set(re.findall(r"[a-z]{3,}", str(schema.get("description", "")).lower()))
+    own -= {"the", "and", "for", "with", "from", "del", "von", "van"}
+    return own | {w for v in values for w in re.findall(r"\w+", str(v).lower())}
 
 
 def _shared_with(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, int]], question: str) -> str | None:
@@ -493,7 +506,7 @@ class _Taken:
 def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
     """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
     argument's unit kind and with the question's digits, a name the question writes whole
-    (:func:`router.values.whole_name`), a US city with its state where the
+    (:func:`router.values.whole_name`, not taking words of earlier arguments' values), a US city with its state where the
     description asks for "City, State", a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
     question's expression for an expression argument."""
@@ -505,7 +518,7 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
         if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
             value = snapped
     if kind == "string" and "enum" not in schema and not described_options(schema):
-        value = whole_name(value, question)  # "League" → "Premier League"
+        value = whole_name(value, question, _name_stop(name, schema, taken.strings))  # "League" → "Premier League"
         value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
     if kind == "array":
         value = first_written_list(value, question, taken.lists)
@@ -830,7 +843,11 @@ class ConstrainedArguments:
                 if kind == "string" and name in required and name in fields:
                     spans[name] = (start, len(running))
         for name in list(args):
-            trimmed = trailing_value_removed(args[name], [v for k, v in args.items() if k != name], question)
-            if trimmed != args[name] and _fits(trimmed, schema["properties"].get(name) or {}):
+            sub = schema["properties"].get(name) or {}
+            others = [v for k, v in args.items() if k != name]
+            trimmed = trailing_value_removed(args[name], others, question)
+            if _type_of(sub) == "string" and "enum" not in sub and not described_options(sub) and name in fields:
+                trimmed = whole_name(trimmed, question, _name_stop(name, sub, others))  # "League" → "Premier League"
+            if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
         return args, json.dumps(args, ensure_ascii=False)

@@ -1224,7 +1224,7 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
 _NAME_JOINERS = {"of", "the", "de", "del", "la", "le", "von", "van", "da", "di"}
 
 
-def whole_name(value: Any, question: Any) -> Any:
+def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     """A copied string that starts inside a capitalised name of the question, extended to the whole name.
 
     A small model copying "in Premier League" often writes only ``"League"``, "La Liga"
@@ -1233,11 +1233,14 @@ def whole_name(value: Any, question: Any) -> Any:
     before it are capitalised too (joined by "of", "the", "de", ... between capitalised
     words), those words are put back: ``"League"`` → ``"Premier League"``. A sentence's
     first word, ``I``, words across a quote, colon or comma ("Lakers and Clippers" is two
-    names) are not taken. Other values come back unchanged.
+    names) and ``stop_words`` (the caller passes the argument's own name and description
+    words and the other arguments' values: "Lawyer" before "John Doe" for a lawyer's name,
+    the brand "Fender" before a guitar model) are not taken. Other values come back unchanged.
 
     Args:
         value: the decoded value.
         question: the user's question.
+        stop_words: lower-case words never taken into the name.
     """
     if not isinstance(value, str) or not isinstance(question, str) or not value[:1].isupper():
         return value
@@ -1254,6 +1257,8 @@ def whole_name(value: Any, question: Any) -> Any:
         if gap.strip():
             break  # punctuation between: another phrase
         w = m.group(0)
+        if stop_words and w.lower() in stop_words:
+            break
         sentence_start = not question[: m.start()].strip() or re.search(r"[.!?]\s*$", question[: m.start()])
         if w[:1].isupper() and w != "I" and not sentence_start and not w.endswith("."):
             start = m.start()

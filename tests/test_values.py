@@ -770,3 +770,13 @@ def test_a_stated_unit_that_is_the_default_is_written_as_the_default():
     miles = {"type": "string", "description": "The unit of measure for the distance. Default is miles."}
     assert stated_unit("units", miles, "the distance between Boston and Washington in mile?") == "miles"
     assert stated_unit("units", miles, "the distance between Boston and Washington in km?") == "km"
+
+
+def test_whole_name_stops_at_stop_words():
+    from router.values import whole_name
+
+    assert whole_name("John Doe", "Find the details of the Lawyer John Doe", {"lawyer", "name"}) == "John Doe"
+    assert whole_name("B1004", "the building Id B1004 floors", {"building", "id"}) == "B1004"
+    q = "Find the price of a Fender American Professional II Stratocaster in Rosewood."
+    assert whole_name("American Professional II Stratocaster", q, {"fender", "rosewood"}) == "American Professional II Stratocaster"
+    assert whole_name("American Professional II Stratocaster", q) == "Fender American Professional II Stratocaster"
