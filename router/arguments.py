@@ -170,15 +170,16 @@ def invented(value: Any, question: str, name: str = "") -> bool:
     underscores that the question does not write ("the_country_to_get_data_from",
     "case_number_123456-ABC"), and for the argument's own name written as its value
     (``game="game"``, ``contract_type="contract"``). A date in another format ("2022-03-11" for "March 11, 2022")
-    is a rewrite, not an invention: False. Non-strings and empty strings: False.
+    is a rewrite and an upper-case code ("CA", "AAPL") knowledge, not an invention: False.
+    Non-strings and empty strings: False.
     """
     if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
         return False
     v = value.strip()
     if _own_name(v, name):
         return True
-    if _DATE_RE.search(v):
-        return False
+    if _DATE_RE.search(v) or re.fullmatch(r"[A-Z]{2,5}", v):
+        return False  # a date rewritten, a code the model knows ("CA" for California, "AAPL")
     q = question.lower()
     if v.lower() in q:
         return False
@@ -505,7 +506,8 @@ class _Taken:
 
 def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
     """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
-    argument's unit kind and with the question's digits, a name the question writes whole
+    argument's unit kind and with the question's digits, a string without a lower-case leading
+    article ("the neutron" → "neutron"), a name the question writes whole
     (:func:`router.values.whole_name`, not taking words of earlier arguments' values), a US city with its state where the
     description asks for "City, State", a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
@@ -518,6 +520,8 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
         if snapped != value and not (kind == "integer" and not float(snapped).is_integer()):
             value = snapped
     if kind == "string" and "enum" not in schema and not described_options(schema):
+        if isinstance(value, str) and re.match(r"(?:the|a|an)\s+\S", value):
+            value = re.sub(r"^(?:the|a|an)\s+", "", value)  # "the neutron" → "neutron" ("The Weeknd" keeps its article)
         value = whole_name(value, question, _name_stop(name, schema, taken.strings))  # "League" → "Premier League"
         value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
     if kind == "array":

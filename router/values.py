@@ -310,9 +310,15 @@ def normalize_expression(text: str) -> str:
 _DEFAULT_UNIT_RE = re.compile(r"default(?:s)?(?:\s+unit)?(?:\s+value)?(?:\s+is|\s+to|\s*:|\s*=)?\s*['\"]?([A-Za-z][\w/^*. ]{0,20}?)['\"]?(?:[.,;)]|$)", re.I)
 
 
+def _area_words(text: str) -> str:
+    """"sq.ft", "sq ft" → "square ft" (pint reads "square feet", "cubic meters" itself)."""
+    return re.sub(r"\bsq(?:\.\s*|\s+)(?=[A-Za-z])", "square ", text) if isinstance(text, str) else text
+
+
 def _dimensionality(text: str) -> Any:
     """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``, ``"Amperes"`` →
     ``[current]``), or None if pint does not know it."""
+    text = _area_words(text)
     dim = _pint_dimensionality(text)
     if dim is None and text != text.lower() and len(text.strip()) > 3:
         dim = _pint_dimensionality(text.lower())  # unit names are lower case in pint ("Amperes")
@@ -325,7 +331,7 @@ def _pint_dimensionality(text: str) -> Any:
 
         ureg = pint.get_application_registry()
         for atom in re.split(r"\s*(?:/|\*|\^|\bper\b|\s)\s*", text.strip()):
-            if not atom or atom.lstrip("-").isdigit():
+            if not atom or atom.lstrip("-").isdigit() or atom.lower() in ("square", "cubic"):
                 continue
             names = ureg.parse_unit_name(atom)
             # pint reads "units" as micro-"nit"; trust a parse only without a prefix, with a
@@ -422,7 +428,7 @@ _RATE_RE = re.compile(r"\brates?\b", re.I)
 _AS_PERCENT_RE = re.compile(r"percent|percentage|%", re.I)
 _PERCENT_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:%|\bper\s*cent\b|\bpercent\b)", re.I)
 _UNIT = r"[A-Za-zµμΩ][A-Za-zµμΩ]{0,11}(?:\s*(?:/|\bper\s)\s*[A-Za-zµμΩ]{1,12}(?:\^-?\d)?)?"  # "m", "meters/second^2", "miles per hour"
-_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?(" + _UNIT + r")(?![\w^])")
+_QUANTITY_RE = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s?((?:square\s+|cubic\s+|sq\.?\s*)?" + _UNIT + r")(?![\w^])")
 _DESC_UNIT_RE = re.compile(r"\bin\s+((?:square\s+|cubic\s+)?" + _UNIT + r")(?:\s*\(([A-Za-zµμΩ/]+)\))?", re.I)
 
 
@@ -446,7 +452,7 @@ def _convert(value: float, unit: str, target: str) -> float | None:
         import pint
 
         ureg = pint.get_application_registry()
-        out = ureg.Quantity(value, ureg.parse_units(unit)).to(ureg.parse_units(target)).magnitude
+        out = ureg.Quantity(value, ureg.parse_units(_area_words(unit))).to(ureg.parse_units(_area_words(target))).magnitude
     except Exception:  # noqa: BLE001 - an unknown or incompatible unit: no conversion
         return None
     return float(f"{float(out):.12g}")
@@ -538,6 +544,9 @@ def _numbers_for(
             dim = _dimensionality(unit)
             if not dim:
                 continue
+            parts = re.split(r"\s*(?:/|\bper\b)\s*", unit)
+            if dim != want and len(parts) == 2 and _dimensionality(parts[0]) == want and _dimensionality(parts[1]) != _dimensionality("s"):
+                unit, dim = parts[0], want  # "400 square feet per gallon" is an area (a speed is no distance)
             if dim != want:
                 other_kind.append(number_text(float(m.group(1))))
                 continue

@@ -266,3 +266,11 @@ def test_a_string_that_runs_into_another_arguments_value_is_cut_before_it():
     assert cut("London", ["London"], "in London") == "London"  # nothing left before the tail
     assert cut("2022/08/16", [], "in London 2022/08/16") == "2022/08/16"
     assert cut(5, ["x"], "q") == 5 and cut("a b", ["b"], None) == "a b"  # type: ignore[arg-type]
+
+
+def test_codes_are_knowledge_not_inventions():
+    from router.arguments import invented
+
+    q = "Provide me the official crime rate of violent crime in San Francisco in 2020."
+    assert not invented("CA", q) and not invented("USA", q)
+    assert invented("Ca", q) or invented("california_state_code", q)

@@ -780,3 +780,18 @@ def test_whole_name_stops_at_stop_words():
     q = "Find the price of a Fender American Professional II Stratocaster in Rosewood."
     assert whole_name("American Professional II Stratocaster", q, {"fender", "rosewood"}) == "American Professional II Stratocaster"
     assert whole_name("American Professional II Stratocaster", q) == "Fender American Professional II Stratocaster"
+
+
+def test_areas_are_a_unit_kind_and_a_coverage_per_gallon_is_an_area():
+    from router.values import described_unit, field_numbers, numbers_of_kind
+
+    cover = {"type": "integer", "description": "The area in square feet that one gallon of paint can cover."}
+    q = "paint for a wall of 30 feet by 12 feet with a brand that covers 400 square feet per gallon"
+    assert described_unit(cover) == "square feet"
+    assert numbers_of_kind(q, cover) == ["400"] and field_numbers(q, cover)[0] == "400"
+    length = {"type": "integer", "description": "Length of the wall in feet."}
+    assert numbers_of_kind(q, length) == ["30", "12"]
+    per = {"type": "integer", "description": "Coverage per gallon in square feet."}
+    assert numbers_of_kind("a wall of 20ft by 12ft; 1 gallon covers 350 sq.ft, minus a 15 sq ft window", per) == ["350", "15"]
+    dist = {"type": "number", "description": "The distance in miles."}
+    assert numbers_of_kind("drove 120 miles at 60 miles per hour", dist) == ["120"]  # a speed is no distance
