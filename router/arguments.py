@@ -235,6 +235,21 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
     return value
 
 
+def _grounded_items(value: Any, schema: dict[str, Any], question: str) -> Any:
+    """A list of free strings without the items the question does not write ("Dow Jones_2022"
+    after "S&P 500", "Dow Jones"), when at least one item is written there (case-insensitive,
+    ``_`` read as a space). Lists of enum values or non-strings, and lists none of whose items
+    the question writes, come back unchanged."""
+    items = schema.get("items") if isinstance(schema, dict) else None
+    if not isinstance(value, list) or not value or not isinstance(items, dict) or "enum" in items or described_options(items):
+        return value
+    if not all(isinstance(v, str) for v in value) or not isinstance(question, str):
+        return value
+    q = question.lower().replace("_", " ")
+    kept = [v for v in value if v.strip() and v.lower().replace("_", " ") in q]
+    return kept if kept and len(kept) >= int(schema.get("minItems", 0) or 0) else value
+
+
 def _name_stop(name: str, schema: dict[str, Any], values: Sequence[Any]) -> set[str]:
     """Words :func:`router.values.whole_name` must not take into an argument's value: the content words
     (3+ letters, not "of"/"the"/...) of its name and description, and every word of other arguments' values."""
@@ -507,7 +522,8 @@ class _Taken:
 def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, taken: _Taken, *, drop_taken_items: bool) -> Any:
     """A decoded value after the question-based repairs (step 3 of the module docstring): a number of the
     argument's unit kind and with the question's digits, a string without a lower-case leading
-    article ("the neutron" → "neutron"), a name the question writes whole
+    article ("the neutron" → "neutron"), a list of strings without items the question does not
+    write, a name the question writes whole
     (:func:`router.values.whole_name`, not taking words of earlier arguments' values), a US city with its state where the
     description asks for "City, State", a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
@@ -525,6 +541,7 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
         value = whole_name(value, question, _name_stop(name, schema, taken.strings))  # "League" → "Premier League"
         value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
     if kind == "array":
+        value = _grounded_items(value, schema, question)
         value = first_written_list(value, question, taken.lists)
         if drop_taken_items and isinstance(value, list) and taken.strings:
             value = [v for v in value if not _taken(v, taken.strings, [])]  # items another argument took go

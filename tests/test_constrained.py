@@ -274,3 +274,17 @@ def test_codes_are_knowledge_not_inventions():
     q = "Provide me the official crime rate of violent crime in San Francisco in 2020."
     assert not invented("CA", q) and not invented("USA", q)
     assert invented("Ca", q) or invented("california_state_code", q)
+
+
+def test_list_items_the_question_does_not_write_are_dropped():
+    from router.arguments import _grounded_items
+
+    strings = {"type": "array", "items": {"type": "string"}}
+    q = "Find the market performance of the S&P 500 and the Dow Jones over the past 5 days."
+    assert _grounded_items(["S&P 500", "Dow Jones", "Dow Jones_2022"], strings, q) == ["S&P 500", "Dow Jones"]
+    assert _grounded_items(["engine_size", "fuel"], strings, "engine size and fuel") == ["engine_size", "fuel"]
+    assert _grounded_items(["x1", "x2"], strings, q) == ["x1", "x2"]  # none written: the model's guess stands
+    enum = {"type": "array", "items": {"type": "string", "enum": ["a", "bb"]}}
+    assert _grounded_items(["bb"], enum, q) == ["bb"]
+    assert _grounded_items(["Dow Jones", "zz"], {**strings, "minItems": 2}, q) == ["Dow Jones", "zz"]
+    assert _grounded_items([1, 2], {"type": "array", "items": {"type": "integer"}}, q) == [1, 2]
