@@ -269,6 +269,22 @@ def _shared_with(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, i
     return next((k for k in spans if isinstance(args.get(k), str) and args[k].strip().lower() == v), None)
 
 
+def _part_of_taken(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, int]], question: str) -> bool:
+    """Whether a string value is a proper part (on word boundaries) of an earlier required string
+    argument's value ("United" after "Manchester United") that the question writes only once."""
+    if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
+        return False
+    v = value.strip().lower()
+    if question.lower().count(v) != 1:
+        return False
+    for k in spans:
+        other = args.get(k)
+        if isinstance(other, str) and other.strip().lower() != v:
+            if re.search(r"(?<!\w)" + re.escape(v) + r"(?!\w)", other.lower()):
+                return True
+    return False
+
+
 def _numbers_of(value: Any) -> list[float]:
     """Numbers an argument value takes from the question: a number, numbers written in a string, list items."""
     if isinstance(value, bool):
@@ -839,7 +855,13 @@ class ConstrainedArguments:
                     running, repaired = self._settle_shared(
                         prompt, running, owner, fields[owner], repaired, fields[name], question, taken, args, spans, name
                     )
-                    value = repaired
+                    value, text = repaired, " " + _value_text(repaired)
+                elif kind == "string" and name in required and not stated and _part_of_taken(repaired, args, spans, question):
+                    # "United" after team="Manchester United": another span of the question
+                    again, _text = self._copied(running, fields[name], question, taken, repaired, text, name)
+                    if isinstance(again, str):
+                        value = repaired = whole_name(again, question, _name_stop(name, sub_schema, taken.strings))
+                        text = " " + _value_text(repaired)
             except BackendError:
                 if name in required:
                     raise

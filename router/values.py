@@ -1012,7 +1012,8 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> l
     word's end (at most ``max_words`` words) and keeps the question's text between them
     ("Mr. X", "Los Angeles, CA", "123456-ABC") but does not cross a quote, a bracket or a
     sentence end. Spans that start or end with a function word ("the U.S", "Paris in") and
-    spans equal, case-insensitively, to one of ``exclude`` are left out. Bad input gives ``[]``.
+    spans equal to one of ``exclude`` or a part of one (case-insensitively, on word
+    boundaries: "United" when "Manchester United" is excluded) are left out. Bad input gives ``[]``.
     """
     if not isinstance(question, str):
         return []
@@ -1038,7 +1039,7 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> l
                 continue  # nor end on a function word ("the U.S", not "U.S for")
             span = question[words[i][0] : words[j][1]]
             key = span.lower()
-            if key in seen or key in taken:
+            if key in seen or key in taken or any(re.search(r"(?<!\w)" + re.escape(key) + r"(?!\w)", t) for t in taken):
                 continue
             seen.add(key)
             out.append(span)
@@ -1239,8 +1240,9 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     A small model copying "in Premier League" often writes only ``"League"``, "La Liga"
     ``"Liga"``, "World of Warcraft" ``"Warcraft"``. When ``value`` is written in the
     question once (as is), starts with a capital letter and the question's words right
-    before it are capitalised too (joined by "of", "the", "de", ... between capitalised
-    words), those words are put back: ``"League"`` → ``"Premier League"``. A sentence's
+    before or after it are capitalised too (joined by "of", "the", "de", ... between
+    capitalised words), those words are put back: ``"League"`` → ``"Premier League"``,
+    ``"Manchester"`` → ``"Manchester United"``. A sentence's
     first word, ``I``, words across a quote, colon or comma ("Lakers and Clippers" is two
     names) and ``stop_words`` (the caller passes the argument's own name and description
     words and the other arguments' values: "Lawyer" before "John Doe" for a lawyer's name,
@@ -1277,4 +1279,24 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
             pending.append(m)
             continue
         break
-    return question[start : at + len(value)] if start < at else value
+    base = end = cursor = at + len(value)
+    for m in re.finditer(r"\S+", question[base:]):
+        s0 = base + m.start()
+        if question[cursor:s0].strip():
+            break  # punctuation between: another phrase
+        w = m.group(0)
+        core = w.rstrip(".,;:!?)\"'")
+        if stop_words and core.lower() in stop_words:
+            break
+        if re.fullmatch(r"[A-Z][A-Za-z&-]*", core) and core != "I":
+            end = cursor = s0 + len(core)
+            if core != w:
+                break  # "Manchester United." ends the name
+            continue
+        if core == w and core.lower() in _NAME_JOINERS:
+            cursor = s0 + len(w)  # taken only when a capitalised word follows ("Museum of Art")
+            continue
+        break
+    if start < at or end > at + len(value):
+        return question[start:end]
+    return value

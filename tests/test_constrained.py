@@ -218,42 +218,42 @@ def test_an_arguments_own_name_is_no_value_and_shared_spans_are_found():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "q, schema, want",
+    "name, q, params, want",
     [
         (
-            "Get the highest rated sushi restaurant in Boston, that opens on Sundays.",
-            {"cuisine": "The cuisine of the restaurant.", "location": "The city where the restaurant is."},
+            "get_restaurant", "Get the highest rated sushi restaurant in Boston, that opens on Sundays.",
+            {"cuisine": "Cuisine of the restaurant.", "location": "City where the restaurant is located."},
             {"cuisine": "sushi", "location": "Boston"},
         ),
         (
-            "Get current Gold price per ounce.",
-            {"metal": "The metal whose price is needed.", "measure": "The unit of measure, e.g. ounce or kg."},
+            "get_metal_price", "Get current Gold price per ounce.",
+            {"metal": "The metal whose price needs to be fetched.", "measure": "The measure unit for price, like 'ounce' or 'kg'."},
             {"metal": "Gold", "measure": "ounce"},
+        ),
+        (
+            "estimate_population", "Estimate the population of pandas in the wild in China.",
+            {"species": "The species for which population needs to be estimated.", "country": "The country where the species lives."},
+            {"species": "pandas", "country": "China"},
         ),
     ],
 )
-def test_two_required_strings_do_not_share_one_span(smollm2, q, schema, want):
-    from router.arguments import ConstrainedArguments
+def test_required_strings_are_spans_of_the_question_and_do_not_share_one(smollm2, name, q, params, want):
+    """Decoded with the real argument prompt: two arguments do not take one span (the model scores
+    which keeps it), and a placeholder the model invents is decoded again as a span of the question."""
+    import json
 
-    full = {"type": "object", "properties": {k: {"type": "string", "description": d} for k, d in schema.items()}, "required": list(schema)}
-    prompt = f"Function: lookup\nArguments (JSON schema): {json.dumps(full)}\nQuestion: {q}\nArguments:"
-    args, _raw = ConstrainedArguments(smollm2).extract(prompt, full, q, per_field=True, ground_optional=True)
-    assert args == want
+    from mrkl.bfcl import experts_for
+    from router.arguments import invented
+    from router.llm_router import LLMRouter
 
-
-@pytest.mark.slow
-def test_an_invented_placeholder_is_decoded_again_as_a_span_of_the_question(smollm2):
-    from router.arguments import ConstrainedArguments, invented
-
-    q = "Estimate the population of pandas in the wild in China."
-    schema = {"type": "object", "properties": {
-        "species": {"type": "string", "description": "The species for which to estimate the population."},
-        "country": {"type": "string", "description": "The country for which to estimate the population."}},
-        "required": ["species", "country"]}
-    prompt = f"Function: estimate_population\nArguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
-    args, _raw = ConstrainedArguments(smollm2).extract(prompt, schema, q, per_field=True, ground_optional=True)
+    fn = {"name": name, "description": name.replace("_", " "), "parameters": {
+        "type": "dict", "properties": {k: {"type": "string", "description": d} for k, d in params.items()}, "required": list(params)}}
+    router = LLMRouter(smollm2, constrained=True, per_field=True, ground_optional=True, repair=False)
+    _args, raw, err = router.extract_args(q, experts_for([fn])[0])
+    assert err is None
+    args = json.loads(raw)
     assert not any(invented(v, q, k) for k, v in args.items())
-    assert args == {"species": "pandas", "country": "China"}
+    assert args == want
 
 
 def test_a_string_that_runs_into_another_arguments_value_is_cut_before_it():

@@ -795,3 +795,46 @@ def test_areas_are_a_unit_kind_and_a_coverage_per_gallon_is_an_area():
     assert numbers_of_kind("a wall of 20ft by 12ft; 1 gallon covers 350 sq.ft, minus a 15 sq ft window", per) == ["350", "15"]
     dist = {"type": "number", "description": "The distance in miles."}
     assert numbers_of_kind("drove 120 miles at 60 miles per hour", dist) == ["120"]  # a speed is no distance
+
+
+def _bfcl_args(backend, name, params, required, question):
+    """Arguments mrkl's BFCL pipeline decodes for one function (the real argument prompt)."""
+    import json
+
+    from mrkl.bfcl import experts_for
+    from router.llm_router import LLMRouter
+
+    fn = {"name": name, "description": name.replace("_", " "), "parameters": {"type": "dict", "properties": params, "required": required}}
+    router = LLMRouter(backend, constrained=True, per_field=True, ground_optional=True, repair=False)
+    _args, raw, err = router.extract_args(question, experts_for([fn])[0])
+    assert err is None, err
+    return json.loads(raw)
+
+
+@pytest.mark.slow
+def test_decoder_writes_dates_cities_counts_units_and_whole_names_as_the_schema_asks(smollm2):
+    s = {"type": "string"}
+    got = _bfcl_args(smollm2, "lawsuit_search", {
+        "company": {**s, "description": "The company."},
+        "start_date": {**s, "description": "Start of the date range, in the format of MM-DD-YYYY."}}, ["company", "start_date"],
+        "Search for lawsuits against the company 'Google' filed after January 1, 2021.")
+    assert got == {"company": "Google", "start_date": "01-01-2021"}
+    got = _bfcl_args(smollm2, "lawyer.find_nearby", {
+        "city": {**s, "description": "The city and state, e.g. Chicago, IL."},
+        "fee": {"type": "integer", "description": "Hourly fee charged by lawyer"}}, ["city", "fee"],
+        "Find a lawyer charging less than 400 dollars per hour in Chicago.")
+    assert got == {"city": "Chicago, IL", "fee": 400}
+    got = _bfcl_args(smollm2, "concert_booking.book_ticket", {
+        "artist": {**s, "description": "The artist."}, "city": {**s, "description": "The city."},
+        "num_tickets": {"type": "integer", "description": "Number of tickets required. Default is 1."}}, ["artist", "city"],
+        "Get me two tickets for next Eminem concert in New York City.")
+    assert got["num_tickets"] == 2 and got["artist"] == "Eminem"
+    got = _bfcl_args(smollm2, "calculate_circumference", {
+        "radius": {"type": "integer", "description": "The radius of the circle."},
+        "unit": {**s, "description": "The unit of measurement for the radius. Default is 'cm'."}}, ["radius"],
+        "What is the circumference of a circle with a radius of 4 inches?")
+    assert got == {"radius": 4, "unit": "inches"}
+    got = _bfcl_args(smollm2, "sports_ranking", {
+        "team": {**s, "description": "Name of the team."}, "league": {**s, "description": "Name of the league."}}, ["team", "league"],
+        "What is the ranking of Manchester United in Premier League?")
+    assert got == {"team": "Manchester United", "league": "Premier League"}
