@@ -247,7 +247,9 @@ class CopyBias:
             removes one occurrence from the number spans, so the bias prefers the
             numbers not used yet.
         first_bonus: extra bonus for the first remaining number span in the source's order
-            (arguments tend to take the question's numbers in order).
+            (arguments tend to take the question's numbers in order); in a string, for
+            the first token of a quoted span of the source where the value starts (a name
+            the question puts in quotes, "the game 'Ticket to Ride'", is a value).
         numbers: the number spans to copy, in the source's order, as JSON number text;
             default :func:`number_spans` of ``source`` (a caller may pass normalised
             numbers, e.g. ``"1 million"`` read as ``"1000000"``).
@@ -292,7 +294,16 @@ class CopyBias:
                     del self.spans[i]
                     break
         self.first_bonus = first_bonus
-        self.starts = [m.start() for m in re.finditer(r"(?<![\w'])[\w$€£-]", source)]
+        def word_start(i: int) -> bool:  # a word right after an opening quote starts one; the "s" of "user's" does not
+            if i == 0:
+                return True
+            before = source[i - 1]
+            if before.isalnum() or before == "_":
+                return False
+            return not (before in "'’" and i >= 2 and source[i - 2].isalnum())
+
+        self.starts = [m.start() for m in re.finditer(r"[\w$€£-]", source) if word_start(m.start())]
+        self._quoted = {i for i in self.starts if i > 0 and source[i - 1] in "'\"‘“"}
         taken = [u.strip().lower() for u in used_strings if isinstance(u, str) and len(u.strip()) >= 2]
         low = source.lower()
         self._fresh_starts = [i for i in self.starts if not any(low.startswith(u, i) for u in taken)]
@@ -370,6 +381,8 @@ class CopyBias:
                 t = self._first_token(rest)
                 if t is not None:
                     toks.add(t)
+                    if not cur and i in self._quoted:
+                        self._first_toks.add(t)  # a quoted name starts here: first_bonus on top
         return toks, can_end
 
     def __call__(self, text: str, logits: Any) -> Any:

@@ -34,7 +34,8 @@ Per argument, the per-field recipe:
    misplaced, a list that runs into the next written list, list items other arguments
    took, an expression argument in Python syntax.
 4. **Keeping** an optional argument only when grounded and not a repeat of another's value.
-5. **Names and tails**, once all arguments are decoded: a string that runs on into another
+5. **Names and tails**, once all arguments are decoded: a list of strings loses the items
+   that are another argument's value (``predictors`` without the ``target``); a string that runs on into another
    argument's value or a written date is cut (:func:`trailing_value_removed`: "Natural
    History Museum in London" when ``city`` is "London"); a decoded (not stated) name that
    starts inside a capitalised name of the question gets its first words back
@@ -250,6 +251,17 @@ def _grounded_items(value: Any, schema: dict[str, Any], question: str) -> Any:
         return value
     q = question.lower().replace("_", " ")
     kept = [v for v in value if v.strip() and v.lower().replace("_", " ") in q]
+    return kept if kept and len(kept) >= int(schema.get("minItems", 0) or 0) else value
+
+
+def _without_other_values(value: Any, schema: dict[str, Any], others: Sequence[Any]) -> Any:
+    """A list of free strings without the items that are another argument's whole value
+    (``predictors`` without the ``target`` column); unchanged when nothing would be left."""
+    items = schema.get("items") if isinstance(schema, dict) else None
+    if not isinstance(value, list) or not isinstance(items, dict) or "enum" in items:
+        return value
+    taken = {o.strip().lower() for o in others if isinstance(o, str) and o.strip()}
+    kept = [v for v in value if not (isinstance(v, str) and v.strip().lower() in taken)]
     return kept if kept and len(kept) >= int(schema.get("minItems", 0) or 0) else value
 
 
@@ -894,7 +906,8 @@ class ConstrainedArguments:
         for name in list(args):
             sub = schema["properties"].get(name) or {}
             others = [v for k, v in args.items() if k != name]
-            trimmed = trailing_value_removed(args[name], others, question)
+            trimmed = _without_other_values(args[name], sub, others)
+            trimmed = trailing_value_removed(trimmed, others, question)
             if _type_of(sub) == "string" and "enum" not in sub and not described_options(sub) and name in fields:
                 trimmed = whole_name(trimmed, question, _name_stop(name, sub, others))  # "League" → "Premier League"
             if trimmed != args[name] and _fits(trimmed, sub):

@@ -288,3 +288,22 @@ def test_list_items_the_question_does_not_write_are_dropped():
     assert _grounded_items(["bb"], enum, q) == ["bb"]
     assert _grounded_items(["Dow Jones", "zz"], {**strings, "minItems": 2}, q) == ["Dow Jones", "zz"]
     assert _grounded_items([1, 2], {"type": "array", "items": {"type": "integer"}}, q) == [1, 2]
+
+
+def test_list_items_that_are_another_arguments_value_are_dropped():
+    from router.arguments import _without_other_values
+
+    strings = {"type": "array", "items": {"type": "string"}}
+    assert _without_other_values(["Age", "Income", "Purchase_Amount"], strings, ["Purchase_Amount", True]) == ["Age", "Income"]
+    assert _without_other_values(["Purchase_Amount"], strings, ["Purchase_Amount"]) == ["Purchase_Amount"]  # nothing left
+    assert _without_other_values(["a"], {"type": "array", "items": {"type": "string", "enum": ["a"]}}, ["a"]) == ["a"]
+    assert _without_other_values("x", {"type": "string"}, ["x"]) == "x"
+
+
+def test_copy_bias_starts_words_after_an_opening_quote_not_after_an_apostrophe():
+    from llm_backends.constrained import CopyBias
+
+    src = 'the user\'s game \'Ticket to Ride\' and "Dune"'
+    bias = CopyBias(lambda t: [ord(c) for c in t], src, mode="string")
+    starts = {src[i : i + 4] for i in bias.starts}
+    assert {"Tick", "Dune", "user"} <= starts and "s ga" not in starts
