@@ -204,10 +204,17 @@ def _name_words(name: str) -> set[str]:
     return {w for w in re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name)).lower()) if w}
 
 
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 def _own_name(value: str, name: str) -> bool:
-    """Whether a string value is only words of the argument's own name ("contract" for ``contract_type``)."""
-    words = [w for w in re.split(r"[\W_]+", value.lower()) if w]
-    return bool(words) and bool(name) and set(words) <= _name_words(name)
+    """Whether a string value is only words of the argument's own name ("contract" for ``contract_type``,
+    "trophies" for ``trophy``; singular and plural alike)."""
+    words = {_singular(w) for w in re.split(r"[\W_]+", value.lower()) if w}
+    return bool(words) and bool(name) and words <= {_singular(w) for w in _name_words(name)}
 
 
 _TRAIL_SEP_RE = r"(?:\s+(?:in|at|from|on|of|for|near)\s+|\s+)"
@@ -286,7 +293,9 @@ def _shared_with(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, i
 
 def _part_of_taken(value: Any, args: dict[str, Any], spans: dict[str, tuple[int, int]], question: str) -> bool:
     """Whether a string value is a proper part (on word boundaries) of an earlier required string
-    argument's value ("United" after "Manchester United") that the question writes only once."""
+    argument's value ("United" after "Manchester United") that the question writes only once.
+    Not when the earlier value runs on into it after a preposition ("London" after "Natural
+    History Museum in London"): then the earlier value is the one cut, by :func:`trailing_value_removed`."""
     if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
         return False
     v = value.strip().lower()
@@ -295,6 +304,8 @@ def _part_of_taken(value: Any, args: dict[str, Any], spans: dict[str, tuple[int,
     for k in spans:
         other = args.get(k)
         if isinstance(other, str) and other.strip().lower() != v:
+            if re.search(r"\s(?:in|at|from|on|of|for|near)\s+" + re.escape(v) + r"$", other.lower()):
+                continue  # "Natural History Museum in London": the earlier value runs on; it is cut at the end
             if re.search(r"(?<!\w)" + re.escape(v) + r"(?!\w)", other.lower()):
                 return True
     return False
@@ -897,6 +908,7 @@ class ConstrainedArguments:
                 (stated or grounded_in(value, question, name=name, used_numbers=taken.numbers, number_words=False))
                 and not unit_mismatch(name, sub_schema, value)
                 and not (kind != "boolean" and not stated and _taken(value, taken.strings, taken.numbers))
+                and not (isinstance(value, str) and not stated and _own_name(value, name))  # month="month"
             )
             if keep:
                 args[name] = value

@@ -307,3 +307,10 @@ def test_copy_bias_starts_words_after_an_opening_quote_not_after_an_apostrophe()
     bias = CopyBias(lambda t: [ord(c) for c in t], src, mode="string")
     starts = {src[i : i + 4] for i in bias.starts}
     assert {"Tick", "Dune", "user"} <= starts and "s ga" not in starts
+
+
+def test_own_name_matches_singular_and_plural():
+    from router.arguments import _own_name
+
+    assert _own_name("trophies", "trophy") and _own_name("month", "month") and _own_name("Contracts", "contract_type")
+    assert not _own_name("Fortnite", "game") and not _own_name("", "game") and not _own_name("month", "")
