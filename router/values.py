@@ -1243,9 +1243,9 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     A small model copying "in Premier League" often writes only ``"League"``, "La Liga"
     ``"Liga"``, "World of Warcraft" ``"Warcraft"``. When ``value`` is written in the
     question once (as is), starts with a capital letter and the question's words right
-    before or after it are capitalised too (joined by "of", "the", "de", ... between
-    capitalised words), those words are put back: ``"League"`` → ``"Premier League"``,
-    ``"Manchester"`` → ``"Manchester United"``. A sentence's
+    before it are capitalised too (joined by "of", "the", "de", ... between capitalised
+    words), those words are put back: ``"League"`` → ``"Premier League"``. Words after it
+    are not taken: "PlayStation" in "the PlayStation Store" is the platform. A sentence's
     first word, ``I``, words across a quote, colon or comma ("Lakers and Clippers" is two
     names) and ``stop_words`` (the caller passes the argument's own name and description
     words and the other arguments' values: "Lawyer" before "John Doe" for a lawyer's name,
@@ -1282,27 +1282,7 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
             pending.append(m)
             continue
         break
-    base = end = cursor = at + len(value)
-    for m in re.finditer(r"\S+", question[base:]):
-        s0 = base + m.start()
-        if question[cursor:s0].strip():
-            break  # punctuation between: another phrase
-        w = m.group(0)
-        core = w.rstrip(".,;:!?)\"'")
-        if stop_words and core.lower() in stop_words:
-            break
-        if re.fullmatch(r"[A-Z][A-Za-z&-]*", core) and core != "I":
-            end = cursor = s0 + len(core)
-            if core != w:
-                break  # "Manchester United." ends the name
-            continue
-        if core == w and core.lower() in _NAME_JOINERS:
-            cursor = s0 + len(w)  # taken only when a capitalised word follows ("Museum of Art")
-            continue
-        break
-    if start < at or end > at + len(value):
-        return question[start:end]
-    return value
+    return question[start : at + len(value)] if start < at else value
 
 
 # ------------------------------------------------------------------ relative periods

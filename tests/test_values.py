@@ -835,9 +835,10 @@ def test_decoder_writes_dates_cities_counts_units_and_whole_names_as_the_schema_
         "What is the circumference of a circle with a radius of 4 inches?")
     assert got == {"radius": 4, "unit": "inches"}
     got = _bfcl_args(smollm2, "sports_ranking", {
-        "team": {**s, "description": "Name of the team."}, "league": {**s, "description": "Name of the league."}}, ["team", "league"],
-        "What is the ranking of Manchester United in Premier League?")
-    assert got == {"team": "Manchester United", "league": "Premier League"}
+        "team": {**s, "description": "Name of the team."}, "league": {**s, "description": "Name of the league."},
+        "season": {"type": "integer", "description": "Season year."}}, ["team", "league"],
+        "What's the ranking of Barcelona in the 2021 La Liga season?")
+    assert got["team"] == "Barcelona" and got["league"] == "La Liga"
 
 
 def test_relative_periods_and_short_spans():
