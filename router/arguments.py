@@ -162,7 +162,7 @@ def grounded_in(value: Any, question: str, *, name: str = "", used_numbers: list
 
 #: spans a string is decoded again as: short names and phrases, not clauses ("slope in terms of erosion prevention")
 _SPAN_LIMITS = {"max_words": 4, "commas": False}
-_DATE_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+_DATE_RE = re.compile(r"(?<![\d.])(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})(?![\d.])")
 
 
 def invented(value: Any, question: str, name: str = "") -> bool:
@@ -190,12 +190,13 @@ def invented(value: Any, question: str, name: str = "") -> bool:
     if v.count("_") >= 2:
         return True
     q_words = {w for w in re.split(r"[\W_]+", q) if w}
+    q4 = {x[:4] for x in q_words if len(x) >= 4}
     words = [w for w in re.split(r"[\W_]+", v.lower()) if len(w) >= 2 and w not in _FUNCTION_WORDS]
     for w in words:
         if w.isdigit():
             if w in q_words:
                 return False
-        elif w in q_words or (len(w) >= 4 and any(len(x) >= 4 and x[:4] == w[:4] for x in q_words)):
+        elif w in q_words or (len(w) >= 4 and w[:4] in q4):
             return False
     return True
 
@@ -217,7 +218,7 @@ def _own_name(value: str, name: str) -> bool:
     return bool(words) and bool(name) and words <= {_singular(w) for w in _name_words(name)}
 
 
-_TRAIL_SEP_RE = r"(?:\s+(?:in|at|from|on|of|for|near)\s+|\s+)"
+_TRAIL_SEP_RE = r"(?:\s+(?:in|at|from|on|near)\s+|\s+)"
 
 
 def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> Any:
@@ -231,7 +232,7 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
     "on"/"of"/"for"/"near", that tail is dropped ("New York, NY" keeps its state). A value that is nothing but the tail, and
     anything but a string, comes back unchanged.
     """
-    if not isinstance(value, str) or not isinstance(question, str):
+    if not isinstance(value, str) or not isinstance(question, str) or not isinstance(others, (list, tuple)):
         return value
     tails = [o.strip() for o in others if isinstance(o, str) and len(o.strip()) >= 3]
     low = value.lower()
@@ -239,10 +240,14 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
         at = low.find(question[start : start + 6].lower(), 1)
         if at > 0 and question[start:].lower().startswith(low[at:].rstrip(" .,;:!?")):
             tails.append(value[at:].rstrip(" .,;:!?"))  # the date as the question writes it
+    end = value.rstrip(" \t\n.,;:!?").lower()
     for tail in sorted(set(tails), key=len, reverse=True):
-        m = re.match(r"(.+?)" + _TRAIL_SEP_RE + re.escape(tail) + r"[\s.,;:!?]*$", value, re.I | re.S)
-        if m and m.group(1).strip():
-            return m.group(1).strip()
+        if not end.endswith(tail.lower()) or len(end) <= len(tail):
+            continue  # cheap test first: the regex below is only run on a real tail
+        head = value.rstrip(" \t\n.,;:!?")[: len(end) - len(tail)]
+        m = re.fullmatch(r"(.*?\S)" + _TRAIL_SEP_RE, head, re.I | re.S)
+        if m and m.group(1).strip() and not re.search(r"\b(?:of|the|and|de|for|&)$", m.group(1).strip(), re.I):
+            return m.group(1).strip()  # not "Museum of" + "London": that is one name
     return value
 
 
@@ -304,7 +309,7 @@ def _part_of_taken(value: Any, args: dict[str, Any], spans: dict[str, tuple[int,
     for k in spans:
         other = args.get(k)
         if isinstance(other, str) and other.strip().lower() != v:
-            if re.search(r"\s(?:in|at|from|on|of|for|near)\s+" + re.escape(v) + r"$", other.lower()):
+            if re.search(r"\s(?:in|at|from|on|near)\s+" + re.escape(v) + r"$", other.lower()):
                 continue  # "Natural History Museum in London": the earlier value runs on; it is cut at the end
             if re.search(r"(?<!\w)" + re.escape(v) + r"(?!\w)", other.lower()):
                 return True
@@ -475,15 +480,37 @@ def _finite(value: Any) -> bool:
 
 
 def _fits(value: Any, schema: dict[str, Any]) -> bool:
-    """Whether a stated value keeps the schema's own limits (enum, length, items, uniqueness)."""
+    """Whether a stated or repaired value keeps the schema's own limits (enum, length, pattern,
+    minimum / maximum, items, uniqueness); a value that does not is not used (the decoded one,
+    which the grammar kept inside them, stands)."""
+    if not isinstance(schema, dict):
+        return True
     if "enum" in schema and value not in schema["enum"]:
         return False
-    if isinstance(value, str):
-        return len(value) >= int(schema.get("minLength", 0)) and len(value) <= int(schema.get("maxLength", len(value))) and "pattern" not in schema
-    if isinstance(value, list):
-        if schema.get("uniqueItems") and len(set(map(str, value))) != len(value):
-            return False
-        return int(schema.get("minItems", 0)) <= len(value) <= int(schema.get("maxItems", len(value)))
+    try:
+        if isinstance(value, str):
+            if not int(schema.get("minLength", 0)) <= len(value) <= int(schema.get("maxLength", len(value))):
+                return False
+            pattern = schema.get("pattern")
+            if pattern is None:
+                return True
+            try:
+                return isinstance(pattern, str) and re.search(pattern, value) is not None
+            except re.error:  # a pattern Python cannot read: the value is not trusted to match it
+                return False
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            for key, ok in (("minimum", lambda b: value >= b), ("maximum", lambda b: value <= b),
+                            ("exclusiveMinimum", lambda b: value > b), ("exclusiveMaximum", lambda b: value < b)):
+                bound = schema.get(key)
+                if isinstance(bound, (int, float)) and not isinstance(bound, bool) and not ok(bound):
+                    return False
+            return True
+        if isinstance(value, list):
+            if schema.get("uniqueItems") and len(set(map(str, value))) != len(value):
+                return False
+            return int(schema.get("minItems", 0)) <= len(value) <= int(schema.get("maxItems", len(value)))
+    except (TypeError, ValueError, re.error):  # a malformed limit: no opinion
+        return True
     return True
 
 
@@ -876,7 +903,12 @@ class ConstrainedArguments:
                     ):
                         value, text = self._copied(running, field, question, taken, value, text, name)
                     fields[name] = field
-                repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
+                if stated:
+                    repaired = value  # "compounded monthly" is 12, not the question's 12000 snapped to
+                else:
+                    repaired = _repaired(value, name, sub_schema, question, taken, drop_taken_items=name not in required and ground_optional)
+                    if repaired != value and not _fits(repaired, sub_schema):
+                        repaired = value  # a repair may not leave the schema (Portland, OR past maxLength)
                 if not _finite(repaired):  # "1e400" is no JSON number
                     raise BackendError(f"argument {name!r}: {repaired!r} is not a finite number")
                 owner = _shared_with(repaired, args, spans, question) if kind == "string" and name in required and not stated else None
@@ -916,7 +948,8 @@ class ConstrainedArguments:
                 if kind == "string" and name in required and name in fields:
                     spans[name] = (start, len(running))
         for name in list(args):
-            sub = schema["properties"].get(name) or {}
+            sub = schema["properties"].get(name)
+            sub = sub if isinstance(sub, dict) else {}
             others = [v for k, v in args.items() if k != name]
             trimmed = _without_other_values(args[name], sub, others)
             trimmed = trailing_value_removed(trimmed, others, question)

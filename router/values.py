@@ -400,7 +400,7 @@ def stated_unit(name: str, schema: dict[str, Any] | None, question: Any) -> str 
     """
     if not isinstance(question, str) or not isinstance(schema, dict) or not isinstance(name, str):
         return None
-    if schema.get("type") != "string" or "enum" in schema or not re.search(r"\bunits?\b", name.replace("_", " "), re.I):
+    if _json_type(schema) != "string" or "enum" in schema or not re.search(r"\bunits?\b", name.replace("_", " "), re.I):
         return None
     default = schema.get("default")
     if not isinstance(default, str):
@@ -673,6 +673,15 @@ _NEGATION_RE = re.compile(
 )
 
 
+def _json_type(schema: dict[str, Any]) -> Any:
+    """A schema's type, the non-null one of a nullable type (``["integer", "null"]`` → ``"integer"``)."""
+    t = schema.get("type")
+    if isinstance(t, list):
+        kinds = [k for k in t if k != "null"]
+        return kinds[0] if len(kinds) == 1 else None
+    return t
+
+
 def _identifier_words(name: str) -> list[str]:
     """Lower-case words of a snake_case or camelCase name (``"fullName"`` → ``["full", "name"]``)."""
     return re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
@@ -775,7 +784,11 @@ def bracket_lists(question: Any) -> list[list[float]]:
     """
     if not isinstance(question, str):
         return []
-    return [[float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))] for m in _NUMBER_LIST_RE.finditer(question)]
+    return [
+        [float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
+        for m in _NUMBER_LIST_RE.finditer(question)
+        if not re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", m.group(1))  # "(1,500,000)" is one number
+    ]
 
 
 _NUMBER_RUN_RE = re.compile(
@@ -790,11 +803,16 @@ def written_lists(question: Any) -> list[list[float]]:
     Bad input gives ``[]``."""
     if not isinstance(question, str):
         return []
-    found = [(m.start(), [float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))], m.end()) for m in _NUMBER_LIST_RE.finditer(question)]
-    spans = [(a, b) for a, _l, b in found]
+    found = [
+        (m.start(), [float(x) for x in re.split(r"\s*[,;]\s*", m.group(1))], m.end()) for m in _NUMBER_LIST_RE.finditer(question)
+        if not re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", m.group(1))
+    ]
+    spans = [(m.start(), m.end()) for m in _NUMBER_LIST_RE.finditer(question)]
     for m in _NUMBER_RUN_RE.finditer(question):
         if any(a <= m.start() < b for a, b in spans):
             continue
+        if re.search(r"\b" + _MONTH + r"\.?\s*$", question[max(0, m.start() - 12) : m.start()], re.I):
+            continue  # "March 1, 2020, 3 people": a date, not a list
         items = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", m.group(0))]
         if len(items) >= 3:
             found.append((m.start(), items, m.end()))
@@ -890,7 +908,7 @@ def counted_number(
     """
     if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
         return None
-    if schema.get("type") != "integer" or re.search(r"\d", name):
+    if _json_type(schema) != "integer" or re.search(r"\d", name):
         return None  # side1, side2: which number is whose is not in the nouns
     words = set(_identifier_words(name))
     desc = str(schema.get("description", ""))
@@ -906,7 +924,7 @@ def counted_number(
     found: set[float] = set()
     for text, pos in number_mentions(question):
         value = float(text)
-        if not value.is_integer() or value < 0:
+        if not value.is_integer() or value < 0 or value > 1e9:
             continue
         m = re.match(r"[\w,.$%-]*[\s-]+((?:[A-Za-z][\w'-]*[\s-]+){0,2}[A-Za-z][\w'-]*)", question[pos:])
         if not m:
@@ -957,9 +975,9 @@ def city_state_style(schema: dict[str, Any] | None) -> str | None:
     State"; ``"name"`` where the description's example writes the state out ("e.g.
     Chicago, Illinois"). None when the description asks for no "City, State" form.
     """
-    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+    if not isinstance(schema, dict) or _json_type(schema) != "string" or "enum" in schema:
         return None
-    desc = str(schema.get("description", ""))
+    desc = str(schema.get("description", ""))[:2000]
     _cities, states = _us_places()
     example = None
     for m in _STATE_EXAMPLE_RE.finditer(desc):
@@ -1012,13 +1030,15 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), comm
     Words are runs of non-space characters with outer punctuation stripped (quotes,
     brackets, a sentence's final ``.,;:!?``); a span runs from one word's start to a later
     word's end (at most ``max_words`` words) and keeps the question's text between them
-    ("Mr. X", "Los Angeles, CA", "123456-ABC") but does not cross a quote, a bracket or a
-    sentence end. Spans that start or end with a function word ("the U.S", "Paris in") and
+    ("Los Angeles, CA", "123456-ABC") but does not cross a quote, a bracket or a sentence
+    end (". " ends one, so "Mr. X" is two spans). Spans that start or end with a function word ("the U.S", "Paris in") and
     spans equal to one of ``exclude`` or a part of one (case-insensitively, on word
     boundaries: "United" when "Manchester United" is excluded) are left out. Bad input gives ``[]``.
     """
     if not isinstance(question, str):
         return []
+    if not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1:
+        max_words = 8
     taken = {str(x).strip().lower() for x in exclude if isinstance(x, str)} if isinstance(exclude, (list, tuple, set)) else set()
     words = []  # (start, end, lower-case word, whether a quote or bracket was stripped from it)
     for m in re.finditer(r"\S+", question):
@@ -1111,6 +1131,11 @@ def question_dates(question: Any) -> list[tuple[int, Any]]:
                 d, mo, y = int(g[0]), _month_number(g[1]), (int(g[2]) if g[2] else None)
             else:
                 y, mo, d = int(g[0]), _month_number(g[1]), int(g[2])
+            month_text = next((x for x in g if isinstance(x, str) and x.isalpha()), "")
+            if month_text == "may":
+                continue  # the verb ("I may 10 times"), not the month (written "May")
+            if y is not None and y < 1000:
+                continue
             found.append((m.start(), m.end(), y, mo, d))
     years = {y for _s, _e, y, _m, _d in found if y is not None}
     out = []
@@ -1131,11 +1156,14 @@ def described_date_format(schema: dict[str, Any] | None) -> str | None:
 
     "Format: yyyy-mm-dd" → ``%Y-%m-%d``; "in MM-DD-YYYY format" → ``%m-%d-%Y`` (a
     three-letter ``YYY`` is read as the year too); "(month-day-year)" → ``%m-%d-%Y``;
-    "e.g., 2022-04-28" → ``%Y-%m-%d``. A description that names no format gives None.
+    "e.g., 2022-04-28" → ``%Y-%m-%d``. A description that names no format, or a date-and-time
+    format ("YYYY-MM-DDTHH:MM:SS"), gives None.
     """
     if not isinstance(schema, dict):
         return None
-    desc = str(schema.get("description", ""))
+    desc = str(schema.get("description", ""))[:2000]
+    if re.search(r"\bhh\b|hh:mm|\d{4}-\d{2}-\d{2}T|YYYY-MM-DDT", desc, re.I):
+        return None  # a date and time: not a date format to write from the question's date alone
     m = _FORMAT_RE.search(desc)
     if m:
         parts = re.split(r"([-/.])", m.group(1))
@@ -1171,7 +1199,7 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any, others:
         The formatted date, or None (no date argument, no date in the question, or
         several with no start/end in the name).
     """
-    if not isinstance(schema, dict) or not isinstance(name, str) or schema.get("type") != "string" or "enum" in schema:
+    if not isinstance(schema, dict) or not isinstance(name, str) or _json_type(schema) != "string" or "enum" in schema:
         return None
     words = set(_identifier_words(name))
     if "date" not in words:
@@ -1179,6 +1207,8 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any, others:
     dates = question_dates(question)
     if not dates:
         return None
+    if described_date_format(schema) is None and re.search(r"\bhh\b|hh:mm|T\d{2}:|YYYY-MM-DDT", str(schema.get("description", "")), re.I):
+        return None  # a date and time is wanted: the model writes it
     if len({d for _s, d in dates}) == 1:
         starts = [
             o for o in (others or {}) if isinstance(o, str) and o != name
@@ -1201,7 +1231,9 @@ _PERIODS_PER_YEAR = {
     "annually": 1, "yearly": 1, "semi-annually": 2, "semiannually": 2, "bi-annually": 2,
     "quarterly": 4, "monthly": 12, "bi-weekly": 26, "biweekly": 26, "weekly": 52, "daily": 365,
 }
-_PERIOD_WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, _PERIODS_PER_YEAR), key=len, reverse=True)) + r")(?![\w-])", re.I)
+_PERIOD_WORD_RE = re.compile(
+    r"(?<![\w-])((?:semi|bi)[\s-]?annually|" + "|".join(sorted(map(re.escape, _PERIODS_PER_YEAR), key=len, reverse=True)) + r")(?![\w-])", re.I
+)
 
 
 def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any) -> int | None:
@@ -1220,7 +1252,7 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
     """
     if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
         return None
-    if schema.get("type") not in ("integer", "number"):
+    if _json_type(schema) not in ("integer", "number"):
         return None
     label = name.replace("_", " ") + " " + str(schema.get("description", ""))
     if not re.search(r"\btimes\b[^.]{0,40}\bcompounded|\bcompound\w*\s+(?:per|periods?|frequency)", label, re.I):
@@ -1229,12 +1261,14 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
     for m in _PERIOD_WORD_RE.finditer(question):
         near = question[max(0, m.start() - 30) : m.end() + 30]
         if re.search(r"\bcompound", near, re.I):  # "compounded quarterly", "with monthly compounding"
-            found.add(_PERIODS_PER_YEAR[m.group(1).lower()])
+            word = re.sub(r"^(semi|bi)[\s-]?", r"\1-", m.group(1).lower())
+            found.add(_PERIODS_PER_YEAR.get(word, 2))
     return found.pop() if len(found) == 1 else None
 
 
 # ------------------------------------------------------------------ names
 _NAME_JOINERS = {"of", "the", "de", "del", "la", "le", "von", "van", "da", "di"}
+_MAX_NAME_WORDS = 4  # capitalised words put back at most ("Metropolitan", "Natural History")
 
 
 def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
@@ -1246,7 +1280,8 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     before it are capitalised too (joined by "of", "the", "de", ... between capitalised
     words), those words are put back: ``"League"`` → ``"Premier League"``. Words after it
     are not taken: "PlayStation" in "the PlayStation Store" is the platform. A sentence's
-    first word, ``I``, words across a quote, colon or comma ("Lakers and Clippers" is two
+    first word, ``I``, more than four words, any word of a title-case or all-caps question
+    (where capitals mark no names), words across a quote, colon or comma ("Lakers and Clippers" is two
     names) and ``stop_words`` (the caller passes the argument's own name and description
     words and the other arguments' values: "Lawyer" before "John Doe" for a lawyer's name,
     the brand "Fender" before a guitar model) are not taken. Other values come back unchanged.
@@ -1258,25 +1293,37 @@ def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:
     """
     if not isinstance(value, str) or not isinstance(question, str) or not value[:1].isupper():
         return value
+    if isinstance(stop_words, str):
+        stop_words = set(stop_words.lower().split())
+    elif not isinstance(stop_words, (set, frozenset, list, tuple, dict)):
+        stop_words = ()
+    if question.upper() == question or len(re.findall(r"(?<=[a-zA-Z,;] )(?:Is|The|Of|In|What|For|To|A|On|At|And|With)\b", question)) >= 2:
+        return value  # an all-caps or title-case question ("What Is The Weather In Boston"): capitals mark no names
     at = question.find(value)
     if at < 0 or question.find(value, at + 1) >= 0:
         return value
     if at + len(value) < len(question) and question[at + len(value)].isalnum():
         return value  # not a whole-word span
-    words = list(re.finditer(r"[\w&.-]+(?:'[\w]+)?", question[:at]))
+    words = list(re.finditer(r"[\w&.-]+(?:'[\w]+)?", question[max(0, at - 200) : at]))
+    offset = max(0, at - 200)
     start = at
     pending: list[re.Match[str]] = []
+    taken = 0
     for m in reversed(words):
-        gap = question[m.end() : (pending[-1].start() if pending else start)]
+        if taken >= _MAX_NAME_WORDS:
+            break
+        gap = question[offset + m.end() : (offset + pending[-1].start() if pending else start)]
         if gap.strip():
             break  # punctuation between: another phrase
         w = m.group(0)
         if stop_words and w.lower() in stop_words:
             break
-        sentence_start = not question[: m.start()].strip() or re.search(r"[.!?]\s*$", question[: m.start()])
+        before = question[: offset + m.start()]
+        sentence_start = not before.strip() or re.search(r"[.!?]\s*$", before[-10:])
         if w[:1].isupper() and w != "I" and not sentence_start and not w.endswith("."):
-            start = m.start()
+            start = offset + m.start()
             pending = []
+            taken += 1
             continue
         if w.lower() in _NAME_JOINERS and start < at + 1:
             pending.append(m)
@@ -1304,16 +1351,19 @@ def relative_period(name: str, schema: dict[str, Any] | None, question: Any) -> 
     decade" 10 years. The argument's unit is the first of days / weeks / months / years
     its name, else its description, names; the question must name exactly one such
     period ("next", "coming", "upcoming", "following", "this", "past", "last" + day, week,
-    fortnight, month, year or decade). Returns None otherwise (a non-number argument,
-    no unit, no period or several, a period the unit cannot hold).
+    fortnight, month, year or decade). The unit comes from the name, or from the
+    description only as "number of days", "in months", ... Returns None otherwise (a
+    non-number argument, no unit, no period or several, a period the unit cannot hold).
     """
     if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
         return None
-    if schema.get("type") not in ("integer", "number"):
+    if _json_type(schema) not in ("integer", "number"):
         return None
-    m = _UNIT_WORD_RE.search(name.replace("_", " ")) or _UNIT_WORD_RE.search(str(schema.get("description", "")))
+    m = _UNIT_WORD_RE.search(name.replace("_", " ")) or re.search(
+        r"\b(?:number of|how many|in|of)\s+(days?|weeks?|months?|years?)\b", str(schema.get("description", ""))[:2000], re.I
+    )
     if not m:
-        return None
+        return None  # "results from the last days" counts results, not days
     unit = m.group(1).lower()
     unit = unit if unit.endswith("s") else unit + "s"
     periods = {p.group(1).lower() for p in _RELATIVE_PERIOD_RE.finditer(question)}

@@ -314,3 +314,38 @@ def test_own_name_matches_singular_and_plural():
 
     assert _own_name("trophies", "trophy") and _own_name("month", "month") and _own_name("Contracts", "contract_type")
     assert not _own_name("Fortnite", "game") and not _own_name("", "game") and not _own_name("month", "")
+
+
+def test_names_with_of_are_not_cut_and_bad_others_are_no_crash():
+    from router.arguments import trailing_value_removed as cut
+
+    assert cut("Museum of London", ["London"], "the Museum of London in London") == "Museum of London"
+    assert cut("Bank of America", ["America"], "Bank of America") == "Bank of America"
+    assert cut("x", None, "q") == "x"  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_stated_values_are_not_snapped_and_repairs_keep_the_schema(smollm2):
+    from llm_backends.errors import BackendError
+    from router.arguments import ConstrainedArguments
+
+    dec = ConstrainedArguments(smollm2)
+
+    def run(schema, q):
+        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    n = {"type": "object", "required": ["n"], "properties": {
+        "n": {"type": "integer", "description": "the number of times that interest is compounded per unit time"}}}
+    assert run(n, "Invest $12000 at 5% compounded monthly for 3 years") == {"n": 12}  # not 12000
+    capped = {"type": "object", "required": ["num_tickets"], "properties": {
+        "num_tickets": {"type": "integer", "maximum": 10, "description": "Number of tickets"}}}
+    assert 0 <= run(capped, "Book 25 tickets for the concert")["num_tickets"] <= 10
+    short = {"type": "object", "required": ["location"], "properties": {
+        "location": {"type": "string", "maxLength": 10, "description": "The city and state, e.g. San Francisco, CA"}}}
+    assert len(run(short, "What's the weather in Portland?")["location"]) <= 10
+    try:
+        got = run({"type": "object", "properties": {"a": "string", "b": None}, "required": ["a"]}, "a is hello")
+    except BackendError:
+        got = None
+    assert got is None or isinstance(got, dict)  # a clear error or a result, never an AttributeError

@@ -855,3 +855,31 @@ def test_relative_periods_and_short_spans():
     q = "Plants for a hill slope, in terms of erosion prevention."
     assert "hill slope" in question_spans(q, max_words=4, commas=False)
     assert not any("," in s for s in question_spans(q, commas=False)) and "slope, in terms" in question_spans(q)
+
+
+def test_review_findings_on_the_value_readers():
+    from router.values import (
+        bracket_lists, compounding_periods, counted_number, described_date_format, question_dates, question_spans,
+        relative_period, stated_date, whole_name, written_lists,
+    )
+
+    # title-case and all-caps questions: capitals mark no names
+    assert whole_name("BOSTON", "WHAT IS THE WEATHER IN BOSTON") == "BOSTON"
+    assert whole_name("York", "What Is The Population Of New York?") == "York"
+    assert whole_name("Boston", "what is up in Boston", 5) == "Boston"  # a stray stop_words argument
+    # a date-and-time format is not a date format
+    dt_desc = {"type": "string", "description": "Start date and time in format YYYY-MM-DDTHH:MM:SS"}
+    assert described_date_format(dt_desc) is None and stated_date("start_date", dt_desc, "on March 11, 2022 at 10am") is None
+    cp = {"type": "integer", "description": "the number of times that interest is compounded per unit time"}
+    assert compounding_periods("n", cp, "5% compounded semi annually") == 2
+    # thousands are no list; a date is no list; "may" the verb is no month; no year below 1000
+    assert bracket_lists("a population (1,500,000) and (3,4)") == [[3, 4]] and written_lists("(1,500,000)") == []
+    assert written_lists("On March 1, 2020, 3 people came") == []
+    assert question_dates("I may 10 times visit on 2023-01-01")[0][1].month == 1 and len(question_dates("I may 10 times visit")) == 0
+    assert question_dates("on 0999-03-11") == []
+    # nullable types; the unit of a relative period must be what the argument counts
+    assert counted_number("num_tickets", {"type": ["integer", "null"], "description": "Number of tickets"}, "two tickets") == 2
+    assert counted_number("num_tickets", {"type": "integer", "description": "Number of tickets"}, "99999999999999999999999 tickets") is None
+    assert relative_period("max_results", {"type": "integer", "description": "results from the last days"}, "the last week") is None
+    assert relative_period("limit", {"type": "integer", "description": "The number of days to look back"}, "the past week") == 7
+    assert question_spans("a b", max_words=None) == ["b"]  # the default length, not a TypeError ("a" alone is a function word)
