@@ -55,6 +55,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    _identifier_words,
     city_state_style,
     compounding_periods,
     relative_period,
@@ -202,7 +203,8 @@ def invented(value: Any, question: str, name: str = "") -> bool:
 
 
 def _name_words(name: str) -> set[str]:
-    return {w for w in re.split(r"[_\W\d]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name)).lower()) if w}
+    """The words of an argument's name (:func:`router.values._identifier_words`), as a set."""
+    return {w for w in _identifier_words(str(name)) if w}
 
 
 def _singular(word: str) -> str:
@@ -262,8 +264,7 @@ def _grounded_items(value: Any, schema: dict[str, Any], question: str) -> Any:
     if not all(isinstance(v, str) for v in value) or not isinstance(question, str):
         return value
     q = question.lower().replace("_", " ")
-    kept = [v for v in value if v.strip() and v.lower().replace("_", " ") in q]
-    return kept if kept and len(kept) >= int(schema.get("minItems", 0) or 0) else value
+    return _kept_items(value, [v for v in value if v.strip() and v.lower().replace("_", " ") in q], schema)
 
 
 def _without_other_values(value: Any, schema: dict[str, Any], others: Sequence[Any]) -> Any:
@@ -273,7 +274,11 @@ def _without_other_values(value: Any, schema: dict[str, Any], others: Sequence[A
     if not isinstance(value, list) or not isinstance(items, dict) or "enum" in items:
         return value
     taken = {o.strip().lower() for o in others if isinstance(o, str) and o.strip()}
-    kept = [v for v in value if not (isinstance(v, str) and v.strip().lower() in taken)]
+    return _kept_items(value, [v for v in value if not (isinstance(v, str) and v.strip().lower() in taken)], schema)
+
+
+def _kept_items(value: list[Any], kept: list[Any], schema: dict[str, Any]) -> list[Any]:
+    """``kept`` (a filtered ``value``) when it is not empty and still has the schema's ``minItems``; else ``value``."""
     return kept if kept and len(kept) >= int(schema.get("minItems", 0) or 0) else value
 
 
@@ -774,16 +779,8 @@ class ConstrainedArguments:
         """A required string decoded again as a span of the question (:func:`router.values.span_pattern`:
         up to four words, not across a comma; not one another argument took, nor a word of the argument's name); ``(value, text)``
         unchanged when the question has no span or the span cannot be decoded."""
-        pattern = span_pattern(question, exclude=[*taken.strings, *_name_words(name)], **_SPAN_LIMITS)
-        if pattern is None:
-            return value, text
-        try:
-            return self.decode(
-                running, {**field, "pattern": pattern}, question, terminators=(",", "}"),
-                used_numbers=[_num_text(u) for u in taken.numbers], used_strings=taken.strings,
-            )
-        except BackendError:
-            return value, text
+        decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers)
+        return decoded if decoded is not None else (value, text)
 
     def _settle_shared(
         self, prompt: str, running: str, owner: str, owner_field: dict[str, Any], value: str, field: dict[str, Any],
@@ -831,17 +828,25 @@ class ConstrainedArguments:
         self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], numbers: Sequence[float]
     ) -> str | None:
         """A string decoded after ``running`` as a span of the question not in ``exclude``; None if there is none."""
+        decoded = self._span_decode(running, field, question, exclude, exclude, numbers)
+        return decoded[0] if decoded is not None and isinstance(decoded[0], str) else None
+
+    def _span_decode(
+        self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], used_strings: Sequence[str],
+        numbers: Sequence[float],
+    ) -> tuple[Any, str] | None:
+        """``(value, text)`` of ``field`` decoded after ``running`` under a pattern of the question's spans
+        (:data:`_SPAN_LIMITS`, none in ``exclude``); None when there is no span or decoding fails."""
         pattern = span_pattern(question, exclude=list(exclude), **_SPAN_LIMITS)
         if pattern is None:
             return None
         try:
-            value, _text = self.decode(
+            return self.decode(
                 running, {**field, "pattern": pattern}, question, terminators=(",", "}"),
-                used_numbers=[_num_text(u) for u in numbers], used_strings=list(exclude),
+                used_numbers=[_num_text(u) for u in numbers], used_strings=list(used_strings),
             )
         except BackendError:
             return None
-        return value if isinstance(value, str) else None
 
     def extract(
         self,

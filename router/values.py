@@ -639,7 +639,7 @@ def named_options(options: Any, question: Any) -> list[str]:
         if not isinstance(opt, str) or not opt.strip() or opt in spans or (len(opt.strip()) < 2 and not opt.strip().isupper()):
             continue  # a lone lower-case letter is too ambiguous to look for
         words = re.sub(r"[_\-]+", " ", opt).strip()
-        stem = words[:-1] if words.lower().endswith("s") and len(words) > 3 else words
+        stem = _without_plural_s(words)
         code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
         pattern = r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)"
         found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I)]
@@ -680,6 +680,11 @@ def _json_type(schema: dict[str, Any]) -> Any:
         kinds = [k for k in t if k != "null"]
         return kinds[0] if len(kinds) == 1 else None
     return t
+
+
+def _without_plural_s(word: str) -> str:
+    """``word`` without a trailing plural ``s`` (words of four or more letters): "hearts" → "heart", "gas" stays."""
+    return word[:-1] if len(word) > 3 and word.lower().endswith("s") else word
 
 
 def _identifier_words(name: str) -> list[str]:
@@ -875,7 +880,7 @@ def _count_nouns(name: str, schema: dict[str, Any] | None) -> set[str]:
     m = _COUNT_DESC_RE.search(desc)
     if m:
         words.add(m.group(1).lower())
-    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words} - _COUNT_GENERIC
+    return {_without_plural_s(w) for w in words} - _COUNT_GENERIC
 
 
 def counted_number(
@@ -930,8 +935,7 @@ def counted_number(
         if not m:
             continue
         for w in re.split(r"[\s-]+", m.group(1).lower()):
-            stem = w[:-1] if w.endswith("s") and len(w) > 3 else w
-            if stem in nouns:
+            if _without_plural_s(w) in nouns:
                 found.add(value)
                 break
             if w in _COUNT_BETWEEN_STOP:
@@ -978,6 +982,8 @@ def city_state_style(schema: dict[str, Any] | None) -> str | None:
     if not isinstance(schema, dict) or _json_type(schema) != "string" or "enum" in schema:
         return None
     desc = str(schema.get("description", ""))[:2000]
+    if not _CITY_STATE_RE.search(desc) and not _STATE_EXAMPLE_RE.search(desc):
+        return None  # no "City, State" wording or example: GeoNames is not read
     _cities, states = _us_places()
     example = None
     for m in _STATE_EXAMPLE_RE.finditer(desc):
@@ -1210,10 +1216,8 @@ def stated_date(name: str, schema: dict[str, Any] | None, question: Any, others:
     if described_date_format(schema) is None and re.search(r"\bhh\b|hh:mm|T\d{2}:|YYYY-MM-DDT", str(schema.get("description", "")), re.I):
         return None  # a date and time is wanted: the model writes it
     if len({d for _s, d in dates}) == 1:
-        starts = [
-            o for o in (others or {}) if isinstance(o, str) and o != name
-            and "date" in _identifier_words(o) and set(_identifier_words(o)) & _START_WORDS
-        ] if isinstance(others, dict) else []
+        other_words = [set(_identifier_words(o)) for o in (others if isinstance(others, dict) else {}) if isinstance(o, str) and o != name]
+        starts = [w for w in other_words if "date" in w and w & _START_WORDS]
         if starts and words & _END_WORDS and not words & _START_WORDS:
             return None
         chosen = dates[0][1]
