@@ -111,7 +111,10 @@ def parse_json_object(text: str) -> dict[str, Any]:
     """Extract the first JSON object from model output.
 
     Tolerates text around the object, Python literals (True/False/None) and
-    single-quoted strings when plain JSON fails, and a missing closing brace.
+    single-quoted strings when plain JSON fails, and missing closing braces. Output cut
+    off inside a string or a list (the token budget ran out while the model was writing
+    a value, e.g. a runaway ``"... WHERE AlbumId = 1000000000``) is rejected: the value
+    is incomplete, and running an expert on it would answer a different question.
 
     Args:
         text: raw model output.
@@ -120,7 +123,8 @@ def parse_json_object(text: str) -> dict[str, Any]:
         The decoded object.
 
     Raises:
-        ValueError: no JSON object can be decoded; the message quotes the output (truncated).
+        ValueError: no JSON object can be decoded, or the output stops inside a string or
+            a list; the message quotes the output (shortened).
     """
     start = text.find("{")
     if start < 0:
@@ -146,7 +150,11 @@ def parse_json_object(text: str) -> dict[str, Any]:
 
 
 def _balanced(text: str) -> str:
-    """The prefix of ``text`` up to the brace that closes its first '{' (closing braces added if missing)."""
+    """The prefix of ``text`` up to the brace that closes its first '{' (closing braces added if missing).
+
+    Raises:
+        ValueError: ``text`` ends inside a string or an unclosed list (a cut-off value).
+    """
     depth, in_str, esc = 0, False, False
     stack: list[str] = []
     for i, ch in enumerate(text):
@@ -169,7 +177,10 @@ def _balanced(text: str) -> str:
             depth -= 1
             if depth == 0:
                 return text[: i + 1]
-    return text + ('"' if in_str else "") + "".join(reversed(stack))
+    if in_str or "]" in stack:
+        where = "a string" if in_str else "a list"
+        raise ValueError(f"model output is not valid JSON: it stops inside {where} (cut off at the token limit?): {text[-120:]!r}")
+    return text + "".join(reversed(stack))
 
 
 @dataclass

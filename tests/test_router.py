@@ -30,8 +30,8 @@ def db(table: str) -> str:
         ('{"a": {"b": [1, 2]}} {"c": 3}', {"a": {"b": [1, 2]}}),
         ("{'a': True, 'b': None}", {"a": True, "b": None}),
         ('{"a": 1,}', {"a": 1}),
-        ('{"a": [1, 2', {"a": [1, 2]}),  # cut off by the token budget
-        ('{"a": "unterminated', {"a": "unterminated"}),
+        ('{"a": {"b": 1', {"a": {"b": 1}}),  # closing braces left out
+        ('{"a": [1, 2], "b": "x"', {"a": [1, 2], "b": "x"}),
     ],
 )
 def test_parse_json_object_tolerates_common_model_slips(text, expected):
@@ -41,6 +41,20 @@ def test_parse_json_object_tolerates_common_model_slips(text, expected):
 @pytest.mark.parametrize("text", ["", "no braces at all", '{"a" 1}', "{nonsense}", "[1, 2]"])
 def test_parse_json_object_rejects_garbage_with_a_clear_message(text):
     with pytest.raises(ValueError, match="JSON"):
+        parse_json_object(text)
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('{"sql": "SELECT COUNT(*) FROM Album WHERE AlbumId = 100000000000', "a string"),
+        ('{"a": "unterminated', "a string"),
+        ('{"a": [1, 2', "a list"),
+        ('{"a": {"b": [1, 2, 3', "a list"),
+    ],
+)
+def test_parse_json_object_rejects_a_value_cut_off_by_the_token_budget(text, where):
+    with pytest.raises(ValueError, match=f"stops inside {where}"):
         parse_json_object(text)
 
 

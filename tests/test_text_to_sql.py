@@ -345,3 +345,16 @@ def test_hostile_sql_from_the_router_ends_in_the_fallback(writable_copy):
     assert answer.text.endswith("the language model answered instead)\nI can't do that.")
     assert "expert 'sql' failed: refused: 2 statements" in answer.trace.fallback_reason
     assert _sha256(CHINOOK_PATH) == "7651ba378ac2fcd0dfc3c66fb101f7a7eed3ba39a612ec642b96e20702061f15"
+
+
+def test_runaway_sql_cut_off_by_the_token_budget_is_not_run():
+    # "¿Cuántos álbumes tiene Led Zeppelin?" once made SmolLM2 write AlbumId = 1000... until
+    # the budget ran out; the cut-off SQL ran and "0" came back as the answer
+    runaway = 'sql": "SELECT COUNT(*) FROM Album WHERE AlbumId = ' + "0" * 120
+    backend = ScriptedBackend(card_scorer("sql"), outputs=[runaway, runaway], chat_reply="No lo sé.")
+    answer = _system(backend).ask("¿Cuántos álbumes tiene Led Zeppelin?")
+    assert answer.expert == FALLBACK and answer.value != 0
+    assert "could not extract valid arguments for 'sql'" in answer.trace.fallback_reason
+    assert "stops inside a string (cut off at the token limit?)" in answer.trace.fallback_reason
+    assert answer.text.endswith("No lo sé.")
+    assert not any(s.expert == "sql" and s.result is not None for s in answer.trace.steps)
