@@ -467,11 +467,12 @@ class MRKLSystem:
        with a copy bias toward the question, and keeps optional arguments only when
        grounded in the question (:class:`router.arguments.ConstrainedArguments`).
     3. "None" is scored alongside: the candidate is called only when
-       ``cos − λ·u + μ·margin + ν·n ≥ τ`` (u: share of required arguments not grounded in
+       ``cos − λ·u + μ·margin + ν·n − κ·r ≥ τ`` (u: share of required arguments not grounded in
        the question; margin: over the runner-up function; n: share of the function's
-       name words the question writes)
+       name words the question writes; r: 1 when the function requires more numbers than
+       the question writes)
        (:class:`router.relevance.RelevanceGate`); otherwise the system falls back to the
-       language model and says why. w, λ, μ, ν and τ come from :meth:`calibrate`.
+       language model and says why. w, λ, μ, ν, κ and τ come from :meth:`calibrate`.
 
     Args:
         backend: the local model (TransformersBackend).
@@ -481,6 +482,8 @@ class MRKLSystem:
             ``(0.0,)`` turns the margin term off.
         name_weights: the grid for the gate's name-overlap weight ν
             (:func:`router.relevance.name_overlap`); ``(0.0,)`` turns it off.
+        number_weights: the grid for the gate's missing-numbers weight κ
+            (:func:`router.relevance.missing_numbers`); ``(0.0,)`` turns it off.
         rerank_k: how many of the most similar functions are decoded and compared by
             grounding when the calibrated rerank weight is above 0 (see :meth:`_choose`).
         rerank_weights: the grid for that weight; ``(0.0,)`` turns the rerank off.
@@ -494,6 +497,7 @@ class MRKLSystem:
         copy_bonus: float = 4.0,
         margin_weights: Sequence[float] = (0.0, 0.25, 0.5, 1.0),
         name_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+        number_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
         rerank_k: int = 2,
         rerank_weights: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5),
     ) -> None:
@@ -506,6 +510,7 @@ class MRKLSystem:
         self.gate = RelevanceGate()
         self.margin_weights = tuple(margin_weights)
         self.name_weights = tuple(name_weights)
+        self.number_weights = tuple(number_weights)
         self.rerank_k = rerank_k
         self.rerank_weights = tuple(rerank_weights)
         self.rerank_weight = 0.0
@@ -563,7 +568,7 @@ class MRKLSystem:
     def calibrate(
         self, relevant: Sequence[BFCLCase], irrelevant: Sequence[BFCLCase], *, floor: float = 0.2, min_no_call: float | None = None
     ) -> dict[str, Any]:
-        """Fit the rerank weight w, then the none score (λ, μ, ν, τ), on calibration cases.
+        """Fit the rerank weight w, then the none score (λ, μ, ν, κ, τ), on calibration cases.
 
         w: among ``rerank_weights``, the one that picks the right function most often on
         the relevant cases with several functions (ties: the smaller w; w = 0 keeps the
@@ -594,18 +599,22 @@ class MRKLSystem:
                 best_w, best_right = w, right
         self.rerank_weight = best_w
         # 2. the none score, with the functions that weight chooses
-        from router.relevance import name_overlap
+        from router.relevance import missing_numbers, name_overlap
 
         rows = []
         for c, should, r, s in ranked_cases:
             if s[0] < floor:
-                rows.append((s[0], 1.0, should, s[0] - s[1] if len(s) > 1 else 0.0, name_overlap(c.question, r[0].function_name)))
+                rows.append((
+                    s[0], 1.0, should, s[0] - s[1] if len(s) > 1 else 0.0, name_overlap(c.question, r[0].function_name),
+                    missing_numbers(c.question, r[0].schema),
+                ))
                 continue
             i, dec = self._choose(c, r, s, self.rerank_weight)
             margin = (s[0] - s[1] if len(s) > 1 else 0.0) if i == 0 else 0.0
-            rows.append((s[i], dec[i][3], should, margin, name_overlap(c.question, r[i].function_name)))
+            rows.append((s[i], dec[i][3], should, margin, name_overlap(c.question, r[i].function_name), missing_numbers(c.question, r[i].schema)))
         self.fit_report = self.gate.fit(
-            rows, min_no_call=min_no_call, margin_weights=self.margin_weights, name_weights=self.name_weights
+            rows, min_no_call=min_no_call, margin_weights=self.margin_weights, name_weights=self.name_weights,
+            number_weights=self.number_weights,
         )
         self.fit_report["rerank_weight"] = self.rerank_weight
         self.fit_report["rerank_right"] = f"{best_right}/{len(multi)}"
@@ -618,15 +627,18 @@ class MRKLSystem:
         timings = {"embedding_rank": time.perf_counter() - t0}
         margin = scores[0] - scores[1] if len(scores) > 1 else 0.0
         best, sim = ranked[0], scores[0]
-        from router.relevance import name_overlap
+        from router.relevance import missing_numbers, name_overlap
 
-        names = [name_overlap(case.question, e.function_name) for e in ranked[: max(1, self.rerank_k)]]
-        upper = self.gate.score(sim, 0.0, margin, max(names))
+        top = ranked[: max(1, self.rerank_k)]
+        names = [name_overlap(case.question, e.function_name) for e in top]
+        missing = [missing_numbers(case.question, e.schema) for e in top]
+        upper = self.gate.score(sim, 0.0, margin, max(names), min(missing))
         if upper < self.gate.threshold:  # the score can only go down from here
             return Prediction(
                 None, "", None,
                 f"fallback to the language model: best {best.function_name} similarity {sim:.2f} "
-                f"(margin {margin:.2f}, name {names[0]:.2f}) scores {upper:.2f} < none {self.gate.threshold:.2f}", timings,
+                f"(margin {margin:.2f}, name {names[0]:.2f}, missing numbers {missing[0]:.0f}) scores {upper:.2f} "
+                f"< none {self.gate.threshold:.2f}", timings,
             )
         t1 = time.perf_counter()
         try:
@@ -636,19 +648,20 @@ class MRKLSystem:
         timings["argument_decoding"] = time.perf_counter() - t1
         args, raw, err, u = dec[i]
         chosen_margin = margin if i == 0 else 0.0
-        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, names[i])
+        pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, names[i], missing[i])
         pred.timings = timings
         return pred
 
     def _decide(
         self, best: BFCLExpert, sim: float, margin: float, args: dict[str, Any] | None, raw: str, err: str | None, u: float,
-        name: float = 0.0,
+        name: float = 0.0, missing: float = 0.0,
     ) -> Prediction:
-        if not self.gate.accepts(sim, u, margin, name):
+        if not self.gate.accepts(sim, u, margin, name, missing):
             return Prediction(
                 None, raw, None,
-                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin, name):.2f} "
-                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}, name {name:.2f}) < none {self.gate.threshold:.2f}",
+                f"fallback to the language model: {best.function_name} score {self.gate.score(sim, u, margin, name, missing):.2f} "
+                f"(similarity {sim:.2f}, ungrounded {u:.2f}, margin {margin:.2f}, name {name:.2f}, missing numbers {missing:.0f}) "
+                f"< none {self.gate.threshold:.2f}",
             )
         if err is not None or args is None:
             return Prediction(None, raw, False, f"arguments failed: {err}")

@@ -28,12 +28,15 @@ Per argument, the per-field recipe:
    argument's unit or rate and of its unit's kind first (:func:`router.values.field_numbers`),
    spans and numbers other arguments took not proposed again.
    A required string that is :func:`invented` (no word of it in the question: a
-   placeholder such as ``"the_country_to_get_data_from"``) is decoded again as a span of
-   the question (:func:`router.values.span_pattern`).
+   placeholder such as ``"the_country_to_get_data_from"``) or that only
+   :func:`names_the_call` (``type="restaurant"`` for ``find_restaurant``) is decoded again
+   as another span of the question (:func:`router.values.span_pattern`).
 3. **Repairs** (:func:`_repaired`): a number of the wrong unit kind or with its decimal point
    misplaced, a list that runs into the next written list, list items other arguments
    took, an expression argument in Python syntax.
-4. **Keeping** an optional argument only when grounded and not a repeat of another's value.
+4. **Keeping** an optional argument only when grounded, not a repeat of another's value,
+   and not a word of the call itself (:func:`names_the_call`: ``unit="weight"`` beside a
+   ``weight`` argument, ``data_type="stock"`` for ``stock_price``).
 5. **Names and tails**, once all arguments are decoded: a list of strings loses the items
    that are another argument's value (``predictors`` without the ``target``); a string that runs on into another
    argument's value or a written date is cut (:func:`trailing_value_removed`: "Natural
@@ -84,7 +87,7 @@ from router.values import (
     with_state,
 )
 
-__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed"]
+__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -218,6 +221,33 @@ def _own_name(value: str, name: str) -> bool:
     "trophies" for ``trophy``; singular and plural alike)."""
     words = {_singular(w) for w in re.split(r"[\W_]+", value.lower()) if w}
     return bool(words) and bool(name) and words <= {_singular(w) for w in _name_words(name)}
+
+
+def call_words(name: str, properties: Any, function_name: str = "") -> set[str]:
+    """The words (singular, lower case) of the expert's name and of its *other* arguments' names:
+    what a value of argument ``name`` may not consist of alone (see :func:`names_the_call`)."""
+    words = {_singular(w) for w in _name_words(function_name)} if isinstance(function_name, str) else set()
+    if isinstance(properties, dict):
+        for other in properties:
+            if other != name:
+                words |= {_singular(w) for w in _name_words(str(other))}
+    return {w for w in words if w}
+
+
+def names_the_call(value: Any, words: set[str]) -> bool:
+    """Whether a free string value is nothing but words of the call (:func:`call_words`).
+
+    A small model that finds no value in the question copies a word of the prompt it was
+    given: ``unit="weight"`` beside a ``weight`` argument, ``category="year"`` beside
+    ``year``, ``make="instrument"`` for ``find_instrument``, ``location="Safeway"`` for
+    ``safeway.order``. Such a value names the function or another argument, not what the
+    user asked for (on the BFCL runs of 9f6279a, 13 of 14 such string values were wrong).
+    Compared word by word, singular and plural alike; non-strings and empty strings: False.
+    """
+    if not isinstance(value, str) or not words:
+        return False
+    vw = {_singular(w) for w in re.split(r"[\W_]+", value.lower()) if w}
+    return bool(vw) and vw <= words
 
 
 _TRAIL_SEP_RE = r"(?:\s+(?:in|at|from|on|near)\s+|\s+)"
@@ -736,7 +766,8 @@ class ConstrainedArguments:
         required: bool = True,
     ) -> tuple[Any, str]:
         """One argument's value. When the budget runs out (a repetition loop): an array is decoded
-        again with ``maxItems`` set to the distinct items it had written; a free-form object
+        again with ``maxItems`` set to the distinct items it had written (and, if an item string
+        still never closes, with items of at most 32 characters); a free-form object
         again with flat scalar values and at most 8 keys, and as ``{}`` if that loops too; a
         required string again with at most 32 characters; a required untyped ("any") value
         again as a scalar (an optional one that runs away is left out by the caller).
@@ -754,7 +785,15 @@ class ConstrainedArguments:
             if t == "array" and "maxItems" not in schema:
                 k = _distinct_items(exc.text)
                 capped = {**schema, "maxItems": max(k, int(schema.get("minItems", 0)))}
-                return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums, max_new_tokens=budget)
+                try:
+                    return self.decode(running, capped, question, terminators=(",", "}"), used_numbers=nums, max_new_tokens=budget)
+                except ValueBudgetError:
+                    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+                    if _type_of(items) != "string" or "enum" in items or "maxLength" in items:
+                        raise
+                    # an item string that never closes ("Safeway in Palo Alto. 3 bottles of ... 100% of the or"): short items
+                    short = {**capped, "maxItems": max(1, capped["maxItems"]), "items": {**items, "maxLength": 32}}
+                    return self.decode(running, short, question, terminators=(",", "}"), used_numbers=nums, max_new_tokens=budget)
             if t == "object" and "properties" not in schema and not isinstance(schema.get("additionalProperties"), dict):
                 # a free-form map that nests without end: flat scalar values, a few keys; else {}
                 flat = {**schema, "additionalProperties": {"type": ["string", "number", "boolean"]}, "maxProperties": 8}
@@ -774,12 +813,25 @@ class ConstrainedArguments:
             raise
 
     def _copied(
-        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str = ""
+        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str = "",
+        also: Sequence[str] = (), words: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> tuple[Any, str]:
         """A required string decoded again as a span of the question (:func:`router.values.span_pattern`:
-        up to four words, not across a comma; not one another argument took, nor a word of the argument's name); ``(value, text)``
-        unchanged when the question has no span or the span cannot be decoded."""
-        decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers)
+        up to four words, not across a comma; not one another argument took, nor a word of the argument's name,
+        nor a span that contains one of ``also`` or starts or ends with a word of the argument's name or of ``words``,
+        the :func:`call_words`);
+        ``(value, text)`` unchanged when the question has no span or the span cannot be decoded."""
+        avoid = [re.compile(r"(?<!\w)" + re.escape(a.strip().lower()) + r"(?!\w)") for a in also if isinstance(a, str) and a.strip()]
+
+        ends = set(words) | {_singular(w) for w in _name_words(name)}
+
+        def keep(span: str) -> bool:
+            sw = [_singular(w) for w in re.split(r"[\W_]+", span.lower()) if w]
+            if sw and (sw[0] in ends or sw[-1] in ends):
+                return False  # "personality type", "Search for famous contemporary": a name word at an end
+            return not any(a.search(span.lower()) for a in avoid)
+
+        decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers, keep)
         return decoded if decoded is not None else (value, text)
 
     def _settle_shared(
@@ -833,11 +885,11 @@ class ConstrainedArguments:
 
     def _span_decode(
         self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], used_strings: Sequence[str],
-        numbers: Sequence[float],
+        numbers: Sequence[float], keep: Any = None,
     ) -> tuple[Any, str] | None:
         """``(value, text)`` of ``field`` decoded after ``running`` under a pattern of the question's spans
-        (:data:`_SPAN_LIMITS`, none in ``exclude``); None when there is no span or decoding fails."""
-        pattern = span_pattern(question, exclude=list(exclude), **_SPAN_LIMITS)
+        (:data:`_SPAN_LIMITS`, none in ``exclude``, only those ``keep`` accepts); None when there is no span or decoding fails."""
+        pattern = span_pattern(question, exclude=list(exclude), keep=keep, **_SPAN_LIMITS)
         if pattern is None:
             return None
         try:
@@ -856,6 +908,7 @@ class ConstrainedArguments:
         *,
         per_field: bool = False,
         ground_optional: bool = False,
+        function_name: str = "",
     ) -> tuple[dict[str, Any], str]:
         """Decode an argument object for ``schema`` after ``prompt`` (which should end with ``"Arguments:"``).
 
@@ -865,6 +918,7 @@ class ConstrainedArguments:
             question: the user's question (the copy source and the grounding check).
             per_field: decode argument by argument (see the module docstring).
             ground_optional: with ``per_field``, drop optional arguments not grounded in the question.
+            function_name: the expert's name, for :func:`names_the_call` (``""``: other arguments' names only).
 
         Returns:
             ``(args, raw)``: the argument dict and the JSON text as decoded (per-field: of the kept arguments).
@@ -904,9 +958,14 @@ class ConstrainedArguments:
                     value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
                     if (
                         kind == "string" and name in required and "enum" not in field
-                        and not is_expression_argument(name, sub_schema) and invented(value, question, name)
+                        and not is_expression_argument(name, sub_schema)
                     ):
-                        value, text = self._copied(running, field, question, taken, value, text, name)
+                        words = call_words(name, schema["properties"], function_name)
+                        if invented(value, question, name):
+                            value, text = self._copied(running, field, question, taken, value, text, name, words=words)
+                        elif names_the_call(value, words):
+                            # type="restaurant" for find_restaurant: another span, not with that word
+                            value, text = self._copied(running, field, question, taken, value, text, name, also=[value], words=words)
                     fields[name] = field
                 if stated:
                     repaired = value  # "compounded monthly" is 12, not the question's 12000 snapped to
@@ -946,6 +1005,10 @@ class ConstrainedArguments:
                 and not unit_mismatch(name, sub_schema, value)
                 and not (kind != "boolean" and not stated and _taken(value, taken.strings, taken.numbers))
                 and not (isinstance(value, str) and not stated and _own_name(value, name))  # month="month"
+                and not (
+                    kind == "string" and not stated and "enum" not in fields.get(name, sub_schema)
+                    and names_the_call(value, call_words(name, schema["properties"], function_name))
+                )  # unit="weight" beside weight
             )
             if keep:
                 args[name] = value

@@ -471,7 +471,8 @@ class LLMRouter:
             prompt = self.args_prompt(question, expert, previous=previous, error=error)
             try:
                 obj, raw = self.constrained.extract(
-                    prompt, expert.args_schema(), question, per_field=self.per_field, ground_optional=self.ground_optional
+                    prompt, expert.args_schema(), question, per_field=self.per_field, ground_optional=self.ground_optional,
+                    function_name=getattr(expert, "function_name", expert.name),
                 )
                 args = expert.parse_args(obj)
             except BackendError as exc:

@@ -1030,7 +1030,7 @@ def _regex_literal(text: str) -> str:
     return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in text)
 
 
-def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True) -> list[str]:
+def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True, keep: Any = None) -> list[str]:
     """The word spans of the question a string argument can copy, longest context first per start.
 
     Words are runs of non-space characters with outer punctuation stripped (quotes,
@@ -1039,7 +1039,8 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), comm
     ("Los Angeles, CA", "123456-ABC") but does not cross a quote, a bracket or a sentence
     end (". " ends one, so "Mr. X" is two spans). Spans that start or end with a function word ("the U.S", "Paris in") and
     spans equal to one of ``exclude`` or a part of one (case-insensitively, on word
-    boundaries: "United" when "Manchester United" is excluded) are left out. Bad input gives ``[]``.
+    boundaries: "United" when "Manchester United" is excluded) are left out, and so are spans
+    for which ``keep`` (a callable taking the span, or None) is false. Bad input gives ``[]``.
     """
     if not isinstance(question, str):
         return []
@@ -1071,14 +1072,16 @@ def question_spans(question: Any, *, max_words: int = 8, exclude: Any = (), comm
             if key in seen or key in taken or any(re.search(r"(?<!\w)" + re.escape(key) + r"(?!\w)", t) for t in taken):
                 continue
             seen.add(key)
+            if keep is not None and not keep(span):
+                continue
             out.append(span)
     return out
 
 
-def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True) -> str | None:
+def span_pattern(question: Any, *, max_words: int = 8, exclude: Any = (), commas: bool = True, keep: Any = None) -> str | None:
     """A regular expression (llguidance / JSON-schema ``pattern`` syntax) matching exactly the
     spans of :func:`question_spans`; None when the question has none."""
-    spans = question_spans(question, max_words=max_words, exclude=exclude, commas=commas)
+    spans = question_spans(question, max_words=max_words, exclude=exclude, commas=commas, keep=keep)
     if not spans:
         return None
     return "^(?:" + "|".join(_regex_literal(s) for s in spans) + ")$"

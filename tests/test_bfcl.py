@@ -293,6 +293,7 @@ def _fake_system(sims, args, **kw):
             self.router, self.gate, self.fit_report, self._cache = _FakeRanker(sims), RelevanceGate(), {}, {}
             self.margin_weights = kw.get("margin_weights", (0.0,))
             self.name_weights = kw.get("name_weights", (0.0,))
+            self.number_weights = kw.get("number_weights", (0.0,))
             self.rerank_k, self.rerank_weights, self.rerank_weight = 2, kw.get("rerank_weights", (0.0, 0.1, 0.3)), 0.0
             self.decodes = 0
 
