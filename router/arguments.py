@@ -42,7 +42,9 @@ Per argument, the per-field recipe:
    argument's value or a written date is cut (:func:`trailing_value_removed`: "Natural
    History Museum in London" when ``city`` is "London"); a decoded (not stated) name that
    starts inside a capitalised name of the question gets its first words back
-   (:func:`router.values.whole_name`: "League" → "Premier League"), not words of the
+   (:func:`router.values.whole_name`: "League" → "Premier League"), and a part of a path or
+   code the question writes becomes the whole of it (:func:`router.values.whole_token`:
+   "AL2562" → "2022/AL2562"); names take no words of the
    argument's own name or description nor of other arguments' values (checked again now
    that all values are known; step 3 checks against the earlier arguments).
 """
@@ -58,6 +60,8 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    clock_hour,
+    whole_token,
     _identifier_words,
     city_state_style,
     compounding_periods,
@@ -561,7 +565,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     * the question's date for a date argument, in the described format
       (:func:`router.values.stated_date`: "January 1, 2021" → ``"01-01-2021"`` for "MM-DD-YYYY");
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
-      an initial velocity of 0);
+      an initial velocity of 0), or an hour on the 24-hour clock the description asks for
+      (:func:`router.values.clock_hour`: "11 PM" → 23);
     * a count the question writes next to what the argument counts
       (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2), or
       compounding periods a year (:func:`router.values.compounding_periods`: "compounded
@@ -592,6 +597,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
         return bool(names), names or None
     if kind in ("integer", "number"):
         implied = implied_value(name, schema, question)
+        if implied is None:
+            implied = clock_hour(name, schema, question)  # "until 11 PM" → 23 on a 24-hour clock
         if implied is not None:
             return True, int(implied) if kind == "integer" else implied
         counted = counted_number(name, schema, question, others)
@@ -1023,6 +1030,7 @@ class ConstrainedArguments:
             trimmed = trailing_value_removed(trimmed, others, question)
             if _type_of(sub) == "string" and "enum" not in sub and not described_options(sub) and name in fields:
                 trimmed = whole_name(trimmed, question, _name_stop(name, sub, others))  # "League" → "Premier League"
+                trimmed = whole_token(trimmed, question)  # "AL2562" → "2022/AL2562", "my_data.json" → "my_data"
             if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
         return args, json.dumps(args, ensure_ascii=False)

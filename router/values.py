@@ -58,6 +58,8 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "whole_token",
+    "clock_hour",
     "question_numbers",
     "implied_value",
     "math_expressions",
@@ -1276,6 +1278,63 @@ def compounding_periods(name: str, schema: dict[str, Any] | None, question: Any)
 # ------------------------------------------------------------------ names
 _NAME_JOINERS = {"of", "the", "de", "del", "la", "le", "von", "van", "da", "di"}
 _MAX_NAME_WORDS = 4  # capitalised words put back at most ("Metropolitan", "Natural History")
+
+
+_CLOCK_RE = re.compile(r"\b(\d{1,2})(?::[0-5]\d)?\s*([ap])\.?\s?m\b\.?", re.I)
+
+
+def clock_hour(name: str, schema: Any, question: Any) -> int | None:
+    """The hour (0..23) of the question's one "11 PM" / "7:30 a.m." time, for a number argument
+    whose description says it is in 24-hour format; else None.
+
+    "open until at least 11 PM" → 23 for ``operating_hours`` described as "This is in 24 hour
+    format" (a small model copies the 11). Noon is 12 PM and midnight 12 AM (0). Questions
+    with no such time or with two different ones, arguments that are not numbers or whose
+    description does not speak of the 24-hour clock, and bad input give None.
+    """
+    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") not in ("integer", "number"):
+        return None
+    if not re.search(r"\b24[- ]?(?:hour|hr|h)\b", str(schema.get("description", "")), re.I):
+        return None
+    hours = set()
+    for m in _CLOCK_RE.finditer(question):
+        h = int(m.group(1))
+        if not 1 <= h <= 12:
+            return None
+        hours.add(h % 12 + (12 if m.group(2).lower() == "p" else 0))
+    return hours.pop() if len(hours) == 1 else None
+
+
+def whole_token(value: Any, question: Any) -> Any:
+    """A copied string that is part of a path or code the question writes, given back whole.
+
+    A small model copying from "docket 2022/AL2562" or "data in ~/data/myfMRI.nii" often
+    stops at the last ``/`` (``"AL2562"``, ``"myfMRI.nii"``), and one that copies "the
+    data my_data" may add a file extension of its own (``"my_data.json"``). When ``value``
+    (3+ characters, with a letter) is the start or end, up to a separator, of exactly one whitespace-separated word of the
+    question that has a ``/``, ``\\`` or ``~`` in it, that word is returned (outer quotes,
+    brackets and sentence punctuation stripped); when the question does not write ``value``
+    but writes exactly one word (4+ characters) that ``value`` is plus a ``.ext`` suffix, that
+    word. Other values, and values the question writes as a word of their own, come back unchanged.
+    """
+    if not isinstance(value, str) or not isinstance(question, str) or not re.search(r"[A-Za-z]", value):
+        return value
+    v = value.strip()
+    words = [w.strip("'\"()[]{},;:!?.“”‘’") for w in question.split()]
+    if not v or v in words:
+        return value
+    paths = [
+        w for w in words if w != v and len(v) >= 3 and re.search(r"[/\\~]", w)
+        and not re.fullmatch(r"[A-Z][a-z]+(?:/[A-Z][a-z]+)+", w)  # "Paris/London": two names, not one path
+        and ((w.startswith(v) and not w[len(v)].isalnum()) or (w.endswith(v) and not w[-len(v) - 1].isalnum()))
+    ]
+    if len(paths) == 1:
+        return paths[0]
+    if v.lower() not in question.lower():
+        stems = [w for w in words if len(w) >= 4 and v.startswith(w) and re.fullmatch(r"\.[A-Za-z0-9]{1,5}", v[len(w):])]
+        if len(set(stems)) == 1:
+            return stems[0]
+    return value
 
 
 def whole_name(value: Any, question: Any, stop_words: Any = ()) -> Any:

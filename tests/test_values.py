@@ -431,7 +431,7 @@ def test_relevance_gate_name_term_is_calibrated():
     plain = RelevanceGate()
     assert plain.fit(rows, weights=(0.0,))["balanced_accuracy"] < 1.0  # without the name term it cannot separate them
     with pytest.raises(ValueError):
-        gate.fit([(0.1, 0.0, True, 0.0, 0.0, 9.0)])
+        gate.fit([(0.1, 0.0, True, 0.0, 0.0, 0.0, 9.0)])
 
 
 @pytest.mark.slow
@@ -883,3 +883,98 @@ def test_review_findings_on_the_value_readers():
     assert relative_period("max_results", {"type": "integer", "description": "results from the last days"}, "the last week") is None
     assert relative_period("limit", {"type": "integer", "description": "The number of days to look back"}, "the past week") == 7
     assert question_spans("a b", max_words=None) == ["b"]  # the default length, not a TypeError ("a" alone is a function word)
+
+
+def test_values_that_only_name_the_call():
+    from router.arguments import call_words, names_the_call
+
+    props = {"weight": {}, "height": {}, "unit": {}}
+    words = call_words("unit", props, "calculate_bmi")
+    assert words == {"weight", "height", "calculate", "bmi"}  # not the argument's own name
+    assert names_the_call("weight", words) and names_the_call("Weights", words)  # singular and plural alike
+    assert not names_the_call("metric", words) and not names_the_call("weight in kg", words)
+    assert names_the_call("instrument", call_words("make", {"budget": {}, "type": {}, "make": {}}, "find_instrument"))
+    assert names_the_call("Safeway", call_words("location", {"location": {}, "items": {}}, "safeway.order"))
+    assert not names_the_call("", words) and not names_the_call(3, words) and not names_the_call("weight", set())  # type: ignore[arg-type]
+    assert call_words("x", None, None) == set()  # type: ignore[arg-type]
+
+
+def test_question_spans_keep_filters_spans():
+    from router.values import question_spans, span_pattern
+
+    q = "Search for lawsuits filed against Apple in Santa Clara County."
+    spans = question_spans(q, max_words=4, keep=lambda s: "apple" not in s.lower())
+    assert "Santa Clara County" in spans and not any("Apple" in s for s in spans)
+    assert span_pattern("Apple", keep=lambda s: False) is None
+
+
+def test_missing_numbers_flags_functions_the_question_cannot_feed():
+    from router.relevance import missing_numbers
+
+    roots = {"properties": {"a": {"type": "number"}, "b": {"type": "number"}, "c": {"type": "number"}, "kind": {"type": "string"}},
+             "required": ["a", "b", "c", "kind"]}
+    assert missing_numbers("What is the roots of linear equation bx + c = 0?", roots) == 1.0  # one number for three
+    assert missing_numbers("Roots of 2x^2 + 3x + 1 = 0", roots) == 0.0
+    assert missing_numbers("Roots with a two, b three and c four", roots) == 0.0  # number words count
+    optional = {"properties": {"a": {"type": "number"}}, "required": []}
+    assert missing_numbers("What is the best way to reduce CO2 emissions?", optional) == 0.0  # only required ones count
+    assert missing_numbers(None, roots) == 0.0 and missing_numbers("x", {"required": ["a"]}) == 0.0  # type: ignore[arg-type]
+
+
+def test_relevance_gate_missing_numbers_term_is_calibrated():
+    from router.relevance import RelevanceGate
+
+    # the irrelevant questions are as similar as the relevant ones but cannot supply the numbers
+    rows = [(0.5, 0.0, True, 0.0, 0.0, 0.0), (0.45, 0.0, True, 0.0, 0.0, 0.0), (0.55, 0.0, True, 0.0, 0.0, 1.0),
+            (0.5, 0.0, False, 0.0, 0.0, 1.0), (0.47, 0.0, False, 0.0, 0.0, 1.0), (0.3, 0.0, False, 0.0, 0.0, 0.0)]
+    gate = RelevanceGate()
+    rep = gate.fit(rows, weights=(0.0,), number_weights=(0.0, 0.1, 0.2))
+    assert rep["number_weight"] == 0.1 and rep["balanced_accuracy"] == 1.0
+    assert all(gate.accepts(s, u, m, n, r) == y for s, u, y, m, n, r in rows)
+    assert RelevanceGate().fit(rows, weights=(0.0,))["balanced_accuracy"] < 1.0  # similarity alone cannot separate them
+    assert gate.score(0.5, 0.0, 0.0, 0.0, float("nan")) == gate.score(0.5, 0.0)  # a bad value counts as 0
+
+
+@pytest.mark.slow
+def test_decoder_does_not_fill_arguments_with_words_of_the_call(smollm2):
+    s = {"type": "string"}
+    got = _bfcl_args(smollm2, "calculate_bmi", {
+        "weight": {"type": "integer", "description": "Weight of the person in kilograms."},
+        "height": {"type": "integer", "description": "Height of the person in centimeters."},
+        "unit": {**s, "description": "Optional parameter to choose between 'imperial' and 'metric' systems. Default is 'metric'."}},
+        ["weight", "height"], "Can you calculate my Body Mass Index (BMI) given my weight is 70 kg and height is 180 cm?")
+    assert got == {"weight": 70, "height": 180}  # the model wrote unit="weight"
+    got = _bfcl_args(smollm2, "find_restaurant", {
+        "location": {**s, "description": "The location where user wants to search for a restaurant."},
+        "type": {**s, "description": "The type of the cuisine/restaurant."},
+        "diet_option": {**s, "description": "Special dietary preferences."}}, ["location", "type", "diet_option"],
+        "Can I find an Italian restaurant with Gluten-free options near Brooklyn?")
+    assert got == {"location": "Brooklyn", "type": "Italian", "diet_option": "Gluten-free"}  # the model wrote type="restaurant"
+
+
+def test_whole_token_gives_back_paths_and_codes_whole():
+    from router.values import whole_token
+
+    q = "Who was the victim in the case docket numbered 2022/AL2562 in California?"
+    assert whole_token("AL2562", q) == "2022/AL2562"
+    assert whole_token("California", q) == "California" and whole_token("2022", q) == "2022"  # a number alone is not extended
+    assert whole_token("myfMRI.nii", "Analyze my fMRI data in ~/data/myfMRI.nii from a multi-band sequence.") == "~/data/myfMRI.nii"
+    assert whole_token("mole", "Calculate the molecular weight of Glucose (C6H12O6) in grams/mole.") == "grams/mole"
+    assert whole_token("my_data.json", "Train on the provided data my_data.") == "my_data"  # an extension the model added
+    assert whole_token("plasma_membrane", "proteins in the plasma membrane?") == "plasma_membrane"
+    assert whole_token("Paris", "Flights Paris/London") == "Paris"  # two names, not one path
+    assert whole_token("or", "yes and/or no") == "or"  # too short to be a code
+    assert whole_token("data", "both ~/data/a.csv and ~/data/b.csv") == "data"  # two candidates: unchanged
+    assert whole_token(5, "x") == 5 and whole_token("a", None) == "a"  # type: ignore[arg-type]
+
+
+def test_clock_hour_on_a_24_hour_clock():
+    from router.values import clock_hour
+
+    d = {"type": "integer", "description": "Preferred latest closing time. E.g. 11 means 11 PM. This is in 24 hour format."}
+    assert clock_hour("operating_hours", d, "Find a vegan restaurant that opens until at least 11 PM.") == 23
+    assert clock_hour("operating_hours", d, "closing after 7:30 a.m.") == 7
+    assert clock_hour("operating_hours", d, "at 12 AM") == 0 and clock_hour("operating_hours", d, "at 12 pm") == 12
+    assert clock_hour("operating_hours", d, "from 9am to 5 p.m.") is None  # two times: not stated
+    assert clock_hour("operating_hours", {"type": "integer", "description": "closing hour"}, "until 11 PM") is None
+    assert clock_hour("operating_hours", d, "until 13 pm") is None and clock_hour("operating_hours", d, None) is None  # type: ignore[arg-type]
