@@ -978,3 +978,30 @@ def test_clock_hour_on_a_24_hour_clock():
     assert clock_hour("operating_hours", d, "from 9am to 5 p.m.") is None  # two times: not stated
     assert clock_hour("operating_hours", {"type": "integer", "description": "closing hour"}, "until 11 PM") is None
     assert clock_hour("operating_hours", d, "until 13 pm") is None and clock_hour("operating_hours", d, None) is None  # type: ignore[arg-type]
+
+
+def test_call_word_at_an_end_marks_a_copied_clause():
+    from router.arguments import call_word_end
+
+    assert call_word_end("the scientist that first proposed the theory of evolution", {"scientist", "discovery"}) == "first"
+    assert call_word_end("Santa Clara county", {"county", "entity"}) == "last"
+    assert call_word_end("recipe for brownies", {"recipe", "type"}) == "first"
+    assert call_word_end("Natural History Museum", {"museum"}) is None  # a capitalised word belongs to the name
+    assert call_word_end("county", {"county"}) is None  # one word: names_the_call's case
+    assert call_word_end("x**3", {"x"}) is None and call_word_end("Boston", set()) is None
+    assert call_word_end(None, {"x"}) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_decoder_takes_the_value_not_the_clause_around_it(smollm2):
+    s = {"type": "string"}
+    got = _bfcl_args(smollm2, "get_scientist_for_discovery", {
+        "discovery": {**s, "description": "The scientific discovery or theory."}}, ["discovery"],
+        "Who is the scientist that first proposed the theory of evolution?")
+    assert got == {"discovery": "theory of evolution"}  # the model copied "the scientist that first proposed ..."
+    got = _bfcl_args(smollm2, "sports_stats.get_performance", {
+        "player_name": {**s, "description": "Name of the player."},
+        "tournament": {**s, "description": "Name of the soccer tournament."},
+        "season": {**s, "description": "Specific season in format 'YYYY-YYYY'."}}, ["player_name", "tournament", "season"],
+        "Calculate the overall goal and assist of soccer player Messi in La Liga 2020-2021 season")
+    assert got == {"player_name": "Messi", "tournament": "La Liga", "season": "2020-2021"}
