@@ -853,17 +853,16 @@ class ConstrainedArguments:
     ) -> tuple[Any, str]:
         """A required string decoded again as a span of the question (:func:`router.values.span_pattern`:
         up to four words, not across a comma; not one another argument took, nor a word of the argument's name,
-        nor a span that contains one of ``also`` or starts or ends with a word of the argument's name or of ``words``,
-        the :func:`call_words`);
+        nor a span that contains one of ``also``, that is only words of the argument's name or of ``words`` (the
+        :func:`call_words`), or that starts or ends with such a word in lower case (:func:`call_word_end`));
         ``(value, text)`` unchanged when the question has no span or the span cannot be decoded."""
         avoid = [re.compile(r"(?<!\w)" + re.escape(a.strip().lower()) + r"(?!\w)") for a in also if isinstance(a, str) and a.strip()]
 
         ends = set(words) | {_singular(w) for w in _name_words(name)}
 
         def keep(span: str) -> bool:
-            sw = [_singular(w) for w in re.split(r"[\W_]+", span.lower()) if w]
-            if sw and (sw[0] in ends or sw[-1] in ends):
-                return False  # "personality type", "Search for famous contemporary": a name word at an end
+            if call_word_end(span, ends) is not None or names_the_call(span, ends):
+                return False  # "personality type" for type, "voxel" beside voxel_size ("Premier League" for league stays)
             return not any(a.search(span.lower()) for a in avoid)
 
         decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers, keep)
