@@ -48,7 +48,9 @@ Per argument, the per-field recipe:
    code the question writes becomes the whole of it (:func:`router.values.whole_token`:
    "AL2562" → "2022/AL2562"); names take no words of the
    argument's own name or description nor of other arguments' values (checked again now
-   that all values are known; step 3 checks against the earlier arguments).
+   that all values are known; step 3 checks against the earlier arguments). An ordered pair
+   (``species1``/``species2``, ``from_``/``to_``) written the other way round in the question is
+   swapped (:func:`in_question_order`).
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ from router.values import (
     with_state,
 )
 
-__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end"]
+__all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end",
+           "in_question_order"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -254,6 +257,57 @@ def names_the_call(value: Any, words: set[str]) -> bool:
         return False
     vw = {_singular(w) for w in re.split(r"[\W_]+", value.lower()) if w}
     return bool(vw) and vw <= words
+
+
+_PAIR_RES = (
+    (re.compile(r"^(.*?)_?1$"), "{}2"), (re.compile(r"^(.*?)_?1$"), "{}_2"),
+    (re.compile(r"^start(.*)$"), "end{}"), (re.compile(r"^from(.*)$"), "to{}"), (re.compile(r"^origin(.*)$"), "destination{}"),
+    (re.compile(r"^source(.*)$"), "target{}"), (re.compile(r"^base(.*)$"), "target{}"),
+)
+
+
+def _mention(value: str, question: str) -> int:
+    """Where the question first writes ``value`` as whole words (case-insensitive, a plural "s" allowed); -1 if nowhere."""
+    m = re.search(r"(?<!\w)" + re.escape(value.strip().lower()) + r"s?(?!\w)", question.lower())
+    return m.start() if m else -1
+
+
+def in_question_order(args: dict[str, Any], question: str, decoded: set[str] | None = None) -> dict[str, Any]:
+    """Two string arguments of an ordered pair, swapped when the question writes them the other way round.
+
+    Pairs are numbered siblings (``species1``/``species2``, ``team_1``/``team_2``) and
+    ``start``/``end``, ``from``/``to``, ``origin``/``destination``, ``source``/``target``,
+    ``base``/``target`` prefixes with the same rest (``from_currency``/``to_currency``). The
+    convention is the question's order ("how similar a human and a chimp are" → ``species1``
+    "human"). Both values must be written in the question as whole words; nothing is swapped
+    when the question puts "from"/"to"/"into"/"in" right before the values as they stand
+    ("how many euros is it from USD", "to Paris"), nor when ``decoded`` (the arguments the model
+    wrote, not stated ones) does not hold both. Other arguments are unchanged.
+    """
+    if not isinstance(args, dict) or not isinstance(question, str):
+        return args
+    out = dict(args)
+    for a in list(out):
+        for pat, other in _PAIR_RES:
+            m = pat.match(a)
+            if not m:
+                continue
+            b = other.format(m.group(1))
+            if b not in out or (decoded is not None and not {a, b} <= decoded):
+                continue
+            va, vb = out[a], out[b]
+            if not (isinstance(va, str) and isinstance(vb, str)) or not va.strip() or not vb.strip() or va.strip().lower() == vb.strip().lower():
+                continue
+            pa, pb = _mention(va, question), _mention(vb, question)
+            if pa < 0 or pb < 0 or pa < pb:
+                continue
+            ql = question.lower()
+            if re.search(r"\bfrom\s+(?:the\s+)?" + re.escape(va.strip().lower()), ql) or re.search(
+                r"\b(?:to|into|in)\s+(?:the\s+)?" + re.escape(vb.strip().lower()), ql
+            ):
+                continue  # the prepositions say the values stand as they are
+            out[a], out[b] = vb, va
+    return out
 
 
 def call_word_end(value: Any, words: set[str]) -> str | None:
@@ -1069,4 +1123,5 @@ class ConstrainedArguments:
                 trimmed = whole_token(trimmed, question)  # "AL2562" → "2022/AL2562", "my_data.json" → "my_data"
             if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
+        args = in_question_order(args, question, set(fields))
         return args, json.dumps(args, ensure_ascii=False)

@@ -1005,3 +1005,19 @@ def test_decoder_takes_the_value_not_the_clause_around_it(smollm2):
         "season": {**s, "description": "Specific season in format 'YYYY-YYYY'."}}, ["player_name", "tournament", "season"],
         "Calculate the overall goal and assist of soccer player Messi in La Liga 2020-2021 season")
     assert got == {"player_name": "Messi", "tournament": "La Liga", "season": "2020-2021"}
+
+
+def test_ordered_pairs_follow_the_question():
+    from router.arguments import in_question_order
+
+    q = "Find out how genetically similar a human and a chimp are in percentage."
+    assert in_question_order({"species1": "chimp", "species2": "human", "format": "percentage"}, q) == {
+        "species1": "human", "species2": "chimp", "format": "percentage"}
+    route = {"start_location": "Los Angeles", "end_location": "San Francisco"}
+    assert in_question_order(route, "Route from San Francisco to Los Angeles") == {"start_location": "San Francisco", "end_location": "Los Angeles"}
+    assert in_question_order(route, "Drive to San Francisco from Los Angeles") == route  # the prepositions say so
+    assert in_question_order({"team_1": "Lakers", "team_2": "Clippers"}, "Clippers vs Lakers") == {"team_1": "Clippers", "team_2": "Lakers"}
+    assert in_question_order({"species1": "chimp", "species2": "human"}, q, decoded={"species1"}) == {"species1": "chimp", "species2": "human"}
+    assert in_question_order({"from_currency": "USD", "to_currency": "EUR"}, "I have 100 euro. How much is it in USD?") == {
+        "from_currency": "USD", "to_currency": "EUR"}  # "EUR" is not written: nothing to go by
+    assert in_question_order(None, q) is None and in_question_order({"a1": 1, "a2": 2}, q) == {"a1": 1, "a2": 2}  # type: ignore[arg-type]
