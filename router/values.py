@@ -673,6 +673,8 @@ _NEGATION_RE = re.compile(
     r"|(?<!\ba )\bfew)\s+(?:\w+\s+){0,2}$",
     re.I,
 )
+#: a negation after the mention: "with toll roads avoided", "tax excluded"
+_POST_NEGATION_RE = re.compile(r"^\w*(?:\s+\w+)?\s+(?:avoided|excluded|omitted|skipped|disabled|removed|left\s+out)\b", re.I)
 
 
 def _json_type(schema: dict[str, Any]) -> Any:
@@ -705,7 +707,7 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
     the question writes, allowing an inflection ("detailed" for ``detail``, "ratio" for
     ``format_as_ratio``), is a mention; it is *negated* after a negation within three
     words and in the same clause ("without tolls", "has few artistic interests"; not "a
-    few") or as a whole word of 7+ letters with a negative prefix ("case-insensitive" for
+    few"), before "avoided"/"excluded"/"omitted"/... within two words ("toll roads avoided"), or as a whole word of 7+ letters with a negative prefix ("case-insensitive" for
     ``case_sensitive``; not "discount" for ``count``). The rule
     of thumb every function-calling format follows: a flag the user asks for by name is
     set. A name that is itself negative (``avoid_tolls``, ``not_detailed``,
@@ -732,7 +734,7 @@ def flag_mentioned(name: str, question: Any) -> bool | None:
         if len(w) >= 7 and re.search(r"\b(?:in|un|non|dis|im)-?" + re.escape(w) + r"\b", q):
             return flip  # "case-insensitive": the whole (long) word with a negative prefix
         for m in re.finditer(r"\b" + re.escape(stem) + r"\w*", q):
-            if _NEGATION_RE.search(q[: m.start()]):
+            if _NEGATION_RE.search(q[: m.start()]) or _POST_NEGATION_RE.search(q[m.start() :]):
                 return flip
             mentioned = True
     return (not flip) if mentioned else None

@@ -364,6 +364,8 @@ def test_described_options_read_closed_sets_not_examples():
         ("include_tolls", "Route from A to B without tolls", False),
         ("avoid_tolls", "Route from A to B without tolls", True),
         ("avoid_tolls", "Route from A to B avoiding tolls", True),
+        ("avoid_tolls", "The fastest route from A to B with toll roads avoided.", True),  # a negation after the mention
+        ("include_tolls", "Route from A to B, tolls excluded", False),
         ("not_detailed", "Give me detailed info", False),
         ("exclude_weekends", "Count days including weekends", False),
         ("exclude_weekends", "Count days excluding weekends", True),
