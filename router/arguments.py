@@ -64,6 +64,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    named_number,
     clock_hour,
     whole_token,
     _identifier_words,
@@ -96,7 +97,7 @@ from router.values import (
 )
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end",
-           "in_question_order"]
+           "in_question_order", "named_numbers_swapped"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -307,6 +308,41 @@ def in_question_order(args: dict[str, Any], question: str, decoded: set[str] | N
             ):
                 continue  # the prepositions say the values stand as they are
             out[a], out[b] = vb, va
+    return out
+
+
+def _as_type(value: float, schema: dict[str, Any]) -> float:
+    """A number as the schema's type: a whole float becomes an int for an ``integer`` argument."""
+    if _type_of(schema) == "integer" and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def named_numbers_swapped(args: dict[str, Any], properties: Any, question: str, decoded: set[str] | None = None) -> dict[str, Any]:
+    """Two number arguments swapped when the question names each one's number the other way round.
+
+    A small model often puts two similar numbers in each other's place ("100 million
+    outstanding shares and total dividend payout of 50 million" → ``total_payout`` 100000000).
+    When :func:`router.values.named_number` gives argument ``a`` the value the model wrote for
+    ``b`` and ``b`` the value written for ``a`` (both decoded, different), they are swapped.
+    Only an exact exchange is undone, so a converted value (a percentage as a fraction) is never
+    touched. Other arguments, and bad input, come back unchanged.
+    """
+    if not isinstance(args, dict) or not isinstance(properties, dict) or not isinstance(question, str):
+        return args
+    nums = [
+        k for k, v in args.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and (decoded is None or k in decoded) and isinstance(properties.get(k), dict)
+    ]
+    if len(nums) < 2:
+        return args
+    named = {k: named_number(k, properties[k], question, properties) for k in nums}
+    out = dict(args)
+    for i, a in enumerate(nums):
+        for b in nums[i + 1 :]:
+            va, vb = out[a], out[b]
+            if va != vb and named[a] is not None and named[b] is not None and float(named[a]) == float(vb) and float(named[b]) == float(va):
+                out[a], out[b] = _as_type(vb, properties[a]), _as_type(va, properties[b])
     return out
 
 
@@ -1124,4 +1160,5 @@ class ConstrainedArguments:
             if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
         args = in_question_order(args, question, set(fields))
+        args = named_numbers_swapped(args, schema["properties"], question, set(fields))
         return args, json.dumps(args, ensure_ascii=False)

@@ -58,6 +58,7 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "named_number",
     "whole_token",
     "clock_hour",
     "question_numbers",
@@ -944,6 +945,45 @@ def counted_number(
                 break
             if w in _COUNT_BETWEEN_STOP:
                 break  # "10 and height": the noun belongs to another number
+    return found.pop() if len(found) == 1 else None
+
+
+_NAMED_STOP = frozenset("num number total value amount count of the a an in for to and is are with by per rate".split())
+_CLAUSE_BREAK_RE = re.compile(r"\b(?:and|or|but|while|whereas)\b|[,;.?!]")
+
+
+def named_number(name: str, schema: Any, question: Any, others: Any = None) -> float | None:
+    """The one number the question writes next to a word that names this number argument alone.
+
+    "100 million outstanding shares and total dividend payout of 50 million" gives
+    ``outstanding_shares`` 100000000 and ``total_payout`` 50000000: a word of the argument's
+    name (3+ letters, not "number", "total", "rate", ...; compared by its first five letters)
+    that no other number argument's name has, written within three words before or after the
+    number and in the same clause (not across "and", a comma or a sentence end). None when
+    no number or several different ones are named so, for non-number arguments, and on bad
+    input. The number is as written (a percentage is not converted), so callers compare it
+    with the question's numbers, not with converted values.
+    """
+    if not isinstance(question, str) or not isinstance(name, str) or not isinstance(schema, dict):
+        return None
+    if _json_type(schema) not in ("integer", "number"):
+        return None
+    words = {w for w in _identifier_words(name) if len(w) >= 3 and w not in _NAMED_STOP}
+    siblings: set[str] = set()
+    for other, sub in (others or {}).items() if isinstance(others, dict) else ():
+        if other != name and isinstance(other, str) and isinstance(sub, dict) and _json_type(sub) in ("integer", "number"):
+            siblings |= set(_identifier_words(other))
+    own = {w[:5] for w in words - siblings}
+    if not own:
+        return None
+    found: set[float] = set()
+    for text, pos in number_mentions(question):
+        m = re.match(r"[\w,.$%-]*((?:\s+[A-Za-z][\w-]*){0,3})", question[pos:])
+        after = _CLAUSE_BREAK_RE.split(m.group(1) if m else "")[0]
+        before = _CLAUSE_BREAK_RE.split(question[max(0, pos - 40) : pos])[-1]
+        near = re.findall(r"[a-z]+", after.lower()) + re.findall(r"[a-z]+", before.lower())[-3:]
+        if any(w[:5] in own for w in near):
+            found.add(float(text))
     return found.pop() if len(found) == 1 else None
 
 

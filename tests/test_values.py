@@ -1023,3 +1023,24 @@ def test_ordered_pairs_follow_the_question():
     assert in_question_order({"from_currency": "USD", "to_currency": "EUR"}, "I have 100 euro. How much is it in USD?") == {
         "from_currency": "USD", "to_currency": "EUR"}  # "EUR" is not written: nothing to go by
     assert in_question_order(None, q) is None and in_question_order({"a1": 1, "a2": 2}, q) == {"a1": 1, "a2": 2}  # type: ignore[arg-type]
+
+
+def test_named_numbers_undo_an_exchange_of_two_numbers():
+    from router.arguments import named_numbers_swapped
+    from router.values import named_number
+
+    props = {"total_payout": {"type": "integer"}, "outstanding_shares": {"type": "integer"}}
+    q = "What's the quarterly dividend per share of a company with 100 million outstanding shares and total dividend payout of 50 million USD?"
+    assert named_number("outstanding_shares", props["outstanding_shares"], q, props) == 100000000
+    assert named_number("total_payout", props["total_payout"], q, props) == 50000000
+    swapped = named_numbers_swapped({"total_payout": 100000000, "outstanding_shares": 50000000}, props, q)
+    assert swapped == {"total_payout": 50000000, "outstanding_shares": 100000000} and isinstance(swapped["total_payout"], int)
+    right = {"total_payout": 50000000, "outstanding_shares": 100000000}
+    assert named_numbers_swapped(right, props, q) == right
+    # a converted value is no exchange: 5% as 0.05 stays
+    rate = {"principal": {"type": "integer"}, "annual_interest_rate": {"type": "number"}}
+    got = {"principal": 5000, "annual_interest_rate": 0.05}
+    assert named_numbers_swapped(got, rate, "a $5000 investment with an annual interest rate of 5%", None) == got
+    sides = {"side1": {"type": "integer"}, "side2": {"type": "integer"}}
+    assert named_number("side1", sides["side1"], "sides 3 and 4", sides) is None  # the names share every word
+    assert named_number("x", {"type": "string"}, "x 3", {}) is None and named_numbers_swapped(None, props, q) is None  # type: ignore[arg-type]
