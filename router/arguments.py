@@ -64,6 +64,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    described_examples,
     named_number,
     clock_hour,
     whole_token,
@@ -678,6 +679,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     * the one allowed value a string argument's enum or described options
       (:func:`router.values.described_options`) has in the question, or every allowed
       value a list of such strings has there (:func:`router.values.named_options`);
+      else the one quoted example of its description the question writes
+      (:func:`router.values.described_examples`: "patent lawsuits", e.g. 'Patent' → ``"Patent"``);
     * the one unit of a unit argument's kind the question writes
       (:func:`router.values.stated_unit`: "a radius of 4 inches" → ``unit="inches"``);
     * the question's date for a date argument, in the described format
@@ -708,6 +711,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
         named = named_option(described_options(schema) or schema.get("enum"), question)
         if named is None and "enum" not in schema:
             named = stated_unit(name, schema, question) or stated_date(name, schema, question, others)
+        if named is None and "enum" not in schema and not is_expression_argument(name, schema):
+            named = named_option(described_examples(schema), question)  # "patent lawsuits", e.g. 'Patent' → "Patent"
         return named is not None, named
     items = schema.get("items")
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":

@@ -58,6 +58,7 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "described_examples",
     "named_number",
     "whole_token",
     "clock_hour",
@@ -621,6 +622,28 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
     return out if len(out) >= 2 else None
 
 
+def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
+    """The quoted example values an open description gives a string argument, or None.
+
+    "Type of the lawsuit, e.g., 'IPR', 'Patent', 'Commercial', etc." gives ``["IPR", "Patent",
+    "Commercial"]``: the values an open list ("e.g.", "such as", "etc.", "like", ...) quotes,
+    in order, duplicates dropped. They are not a closed set (see :func:`described_options`),
+    but when the question writes one of them it is the value, in the description's spelling
+    ("patent lawsuits" → ``"Patent"``). A schema with an ``enum``, or not a string, gives None.
+    """
+    if not isinstance(schema, dict) or schema.get("type") != "string" or "enum" in schema:
+        return None
+    desc = str(schema.get("description", ""))
+    if not _OPEN_LIST_RE.search(desc):
+        return None
+    out: list[str] = []
+    for m in _QUOTED_RE.finditer(desc):
+        v = (m.group(1) or m.group(2) or "").strip()
+        if v and v not in out:
+            out.append(v)
+    return out or None
+
+
 def named_options(options: Any, question: Any) -> list[str]:
     """The options of a closed set that the question writes, in the options' order.
 
@@ -644,7 +667,7 @@ def named_options(options: Any, question: Any) -> list[str]:
         words = re.sub(r"[_\-]+", " ", opt).strip()
         stem = _without_plural_s(words)
         code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
-        pattern = r"(?<!\w)" + re.escape(stem) + r"s?(?!\w)"
+        pattern = r"(?<!\w)" + re.escape(stem) + r"s?(?![\w#+])"  # "C" is not named in "C#" nor "C++"
         found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I)]
         if found:
             spans[opt] = found
@@ -657,8 +680,16 @@ def named_options(options: Any, question: Any) -> list[str]:
 
 def named_option(options: Any, question: Any) -> str | None:
     """The one option of a closed set that the question writes (:func:`named_options`), or None
-    when it writes none or several (the model decides)."""
+    when it writes none or several (the model decides). When it writes none as it is, a
+    lower-case option ending in "-ed" is named by its stem ("in detail" names ``detailed``)."""
     hits = named_options(options, question)
+    if not hits and isinstance(options, (list, tuple)) and isinstance(question, str):
+        # "in detail" names "detailed": an -ed option by its stem, when no option is written as it is
+        hits = []
+        for o in options:
+            m = re.search(r"(?<!\w)" + o[:-2] + r"s?(?!\w)", question, re.I) if isinstance(o, str) and re.fullmatch(r"[a-z]{4,}ed", o) else None
+            if m and not _NEGATION_RE.search(question[: m.start()]):
+                hits.append(o)  # not "no limit" for "limited"
     return hits[0] if len(hits) == 1 else None
 
 

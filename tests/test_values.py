@@ -1044,3 +1044,21 @@ def test_named_numbers_undo_an_exchange_of_two_numbers():
     sides = {"side1": {"type": "integer"}, "side2": {"type": "integer"}}
     assert named_number("side1", sides["side1"], "sides 3 and 4", sides) is None  # the names share every word
     assert named_number("x", {"type": "string"}, "x 3", {}) is None and named_numbers_swapped(None, props, q) is None  # type: ignore[arg-type]
+
+
+def test_described_examples_and_inflected_options_are_stated():
+    from router.arguments import stated_value
+    from router.values import described_examples, named_option
+
+    case = {"type": "string", "description": "Type of the lawsuit, e.g., 'IPR', 'Patent', 'Commercial', etc. Default is 'all'."}
+    assert described_examples(case) == ["IPR", "Patent", "Commercial", "all"]
+    assert stated_value("case_type", case, "Find details of patent lawsuits involving the company 'Apple Inc.' from 2010.") == (True, "Patent")
+    assert stated_value("case_type", case, "Find lawsuits involving Apple") == (False, None)
+    key = {"type": "string", "description": "The key of the melody, e.g. 'C' for C major."}
+    assert stated_value("key", key, "What is the musical scale of C# major?") == (False, None)  # "C" is not named in "C#"
+    expr = {"type": "string", "description": "The function, e.g. 'x^3'."}
+    assert stated_value("function", expr, "Integrate x^3 from -2 to 3") == (False, None)  # an expression is not an example
+    assert described_examples({"type": "string", "description": "One of 'a' or 'b'."}) is None  # a closed set is not examples
+    assert named_option(["basic", "detailed"], "punishments for theft in California in detail.") == "detailed"
+    assert named_option(["basic", "detailed"], "a basic report") == "basic" and named_option(["basic", "detailed"], "theft") is None
+    assert named_option(["limited", "full"], "with no limit") is None  # a negated stem names nothing
