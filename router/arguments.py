@@ -189,7 +189,8 @@ def invented(value: Any, question: str, name: str = "") -> bool:
     underscores that the question does not write ("the_country_to_get_data_from",
     "case_number_123456-ABC"), and for the argument's own name written as its value
     (``game="game"``, ``contract_type="contract"``). A date in another format ("2022-03-11" for "March 11, 2022")
-    is a rewrite and an upper-case code ("CA", "AAPL") knowledge, not an invention: False.
+    is a rewrite and an upper-case code ("CA", "AAPL") knowledge, not an invention: False; a date
+    where the question writes none ("2023-01-01T00:00:00Z" for "3pm") is invented.
     Non-strings and empty strings: False.
     """
     if not isinstance(value, str) or not value.strip() or not isinstance(question, str):
@@ -197,7 +198,7 @@ def invented(value: Any, question: str, name: str = "") -> bool:
     v = value.strip()
     if _own_name(v, name):
         return True
-    if _DATE_RE.search(v) or re.fullmatch(r"[A-Z]{2,5}", v):
+    if (_DATE_RE.search(v) and question_dates(question)) or re.fullmatch(r"[A-Z]{2,5}", v):
         return False  # a date rewritten, a code the model knows ("CA" for California, "AAPL")
     q = question.lower()
     if v.lower() in q:

@@ -1062,3 +1062,11 @@ def test_described_examples_and_inflected_options_are_stated():
     assert named_option(["basic", "detailed"], "punishments for theft in California in detail.") == "detailed"
     assert named_option(["basic", "detailed"], "a basic report") == "basic" and named_option(["basic", "detailed"], "theft") is None
     assert named_option(["limited", "full"], "with no limit") is None  # a negated stem names nothing
+
+
+def test_a_date_the_question_does_not_write_is_invented():
+    from router.arguments import invented
+
+    assert invented("{2023-01-01T00:00:00Z}", "Convert time 3pm from New York time zone to London time zone.", "time")
+    assert invented("2022-01-01", "Get information about the pop concerts in New York for next month.", "date")
+    assert not invented("2022-03-11", "Get the stock price of Amazon on March 11, 2022.", "date")  # a rewrite of the question's date
