@@ -356,8 +356,8 @@ def call_word_end(value: Any, words: set[str]) -> str | None:
     "scientist that first proposed the theory of evolution"`` for ``get_scientist_for_discovery``,
     ``recipe_type="recipe for brownies"``, ``county="Santa Clara county"``, ``season="2020-2021
     season"``. A capitalised word is part of a name ("Natural History Museum" for ``museum``)
-    and does not count. On the BFCL runs of 9f6279a, 13 of the 14 required strings this
-    flags were wrong (the one right was an expression, which the caller leaves alone).
+    and does not count. On the BFCL runs of 9f6279a, all 11 required strings of simple and
+    multiple this flags were wrong (besides an expression, ``x**3``, which the caller leaves alone).
     """
     if not isinstance(value, str) or not words:
         return None
@@ -964,6 +964,33 @@ class ConstrainedArguments:
         decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers, keep)
         return decoded if decoded is not None else (value, text)
 
+    def _required_string(
+        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str, words: set[str]
+    ) -> tuple[Any, str]:
+        """A required free string as decoded, or its replacement when the model did not copy a value
+        (step 2 of the module docstring): an :func:`invented` value, or one that
+        :func:`names_the_call` (``type="restaurant"`` for ``find_restaurant``), is decoded again as
+        another span of the question; a copied clause that starts with a lower-case word of the call
+        ("scientist that first proposed the theory of evolution") too; one that ends with such a word
+        loses it ("Santa Clara county" → "Santa Clara") when the rest is written in the question.
+
+        Returns:
+            ``(value, text)``.
+        """
+        if invented(value, question, name):
+            return self._copied(running, field, question, taken, value, text, name, words=words)
+        if names_the_call(value, words):
+            return self._copied(running, field, question, taken, value, text, name, also=[value], words=words)
+        end = call_word_end(value, words | {_singular(w) for w in _name_words(name)})
+        if end == "first":
+            return self._copied(running, field, question, taken, value, text, name, words=words)
+        if end == "last":
+            cut = re.sub(r"[\s_-]+\S+\s*$", "", value.strip())
+            cut = re.sub(r"(?:\s+(?:" + "|".join(sorted(_FUNCTION_WORDS)) + r"))+$", "", cut, flags=re.I)
+            if cut and cut.lower() in question.lower() and _fits(cut, field):
+                return cut, " " + _value_text(cut)
+        return value, text
+
     def _settle_shared(
         self, prompt: str, running: str, owner: str, owner_field: dict[str, Any], value: str, field: dict[str, Any],
         question: str, taken: "_Taken", args: dict[str, Any], spans: dict[str, tuple[int, int]], name: str = "",
@@ -1091,20 +1118,7 @@ class ConstrainedArguments:
                         and not is_expression_argument(name, sub_schema)
                     ):
                         words = call_words(name, schema["properties"], function_name)
-                        if invented(value, question, name):
-                            value, text = self._copied(running, field, question, taken, value, text, name, words=words)
-                        elif names_the_call(value, words):
-                            # type="restaurant" for find_restaurant: another span, not with that word
-                            value, text = self._copied(running, field, question, taken, value, text, name, also=[value], words=words)
-                        else:
-                            end = call_word_end(value, words | {_singular(w) for w in _name_words(name)})
-                            if end == "last":  # "Santa Clara county" for county: the name without its head noun
-                                cut = re.sub(r"[\s_-]+\S+\s*$", "", value.strip())
-                                cut = re.sub(r"(?:\s+(?:" + "|".join(sorted(_FUNCTION_WORDS)) + r"))+$", "", cut, flags=re.I)
-                                if cut and cut.lower() in question.lower() and _fits(cut, field):
-                                    value, text = cut, " " + _value_text(cut)
-                            elif end == "first":  # "scientist that first proposed ..." for discovery: another span
-                                value, text = self._copied(running, field, question, taken, value, text, name, also=[], words=words)
+                        value, text = self._required_string(running, field, question, taken, value, text, name, words)
                     fields[name] = field
                 if stated:
                     repaired = value  # "compounded monthly" is 12, not the question's 12000 snapped to
