@@ -648,8 +648,8 @@ def named_options(options: Any, question: Any) -> list[str]:
     """The options of a closed set that the question writes, in the options' order.
 
     Options are matched case-insensitively on word boundaries, ``_`` and ``-`` read as
-    spaces ("six_months" in "the last six months"), a trailing plural ``s`` optional
-    ("heart" names ``hearts``); a short upper-case code (``US``) only as written. An option
+    spaces ("six_months" in "the last six months"), a trailing plural ``s`` or ``es`` optional
+    ("heart" names ``hearts``, "weakness" ``weaknesses``); a short upper-case code (``US``) only as written. An option
     whose every mention lies inside another's ("active" in "lightly active") does not count;
     "male" in "male and female" does. Duplicates count once. Bad input gives ``[]``.
 
@@ -667,7 +667,7 @@ def named_options(options: Any, question: Any) -> list[str]:
         words = re.sub(r"[_\-]+", " ", opt).strip()
         stem = _without_plural_s(words)
         code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
-        pattern = r"(?<!\w)" + re.escape(stem) + r"s?(?![\w#+])"  # "C" is not named in "C#" nor "C++"
+        pattern = r"(?<!\w)" + re.escape(stem) + r"(?:es|s)?(?![\w#+])"  # "C" is not named in "C#" nor "C++"
         found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I)]
         if found:
             spans[opt] = found
@@ -719,8 +719,14 @@ def _json_type(schema: dict[str, Any]) -> Any:
 
 
 def _without_plural_s(word: str) -> str:
-    """``word`` without a trailing plural ``s`` (words of four or more letters): "hearts" → "heart", "gas" stays."""
-    return word[:-1] if len(word) > 3 and word.lower().endswith("s") else word
+    """``word`` without a trailing plural ``s`` or ``es`` (words of four or more letters): "hearts" →
+    "heart", "weaknesses" → "weakness", "matches" → "match"; "gas" and "weakness" stay."""
+    low = word.lower()
+    if len(word) <= 3 or not low.endswith("s") or low.endswith("ss"):
+        return word
+    if re.search(r"(?:ss|sh|ch|x|z)es$", low):
+        return word[:-2]
+    return word[:-1]
 
 
 def _identifier_words(name: str) -> list[str]:

@@ -1070,3 +1070,11 @@ def test_a_date_the_question_does_not_write_is_invented():
     assert invented("{2023-01-01T00:00:00Z}", "Convert time 3pm from New York time zone to London time zone.", "time")
     assert invented("2022-01-01", "Get information about the pop concerts in New York for next month.", "date")
     assert not invented("2022-03-11", "Get the stock price of Amazon on March 11, 2022.", "date")  # a rewrite of the question's date
+
+
+def test_plural_es_is_read_as_plural():
+    from router.values import _without_plural_s, named_options
+
+    assert [_without_plural_s(w) for w in ("hearts", "weaknesses", "matches", "boxes", "gas", "weakness", "class")] == [
+        "heart", "weakness", "match", "box", "gas", "weakness", "class"]
+    assert named_options(["strengths", "weaknesses"], "Get me strength and weakness traits for ENFJ.") == ["strengths", "weaknesses"]
