@@ -210,14 +210,28 @@ _INITIAL_RE = re.compile(r"initial|start", re.I)
 _MOTION_RE = re.compile(r"velocity|speed", re.I)
 
 
+_DECK_ARG_RE = re.compile(r"\bdeck\b.*\b(?:size|cards?|total)\b|\b(?:size|total|number|num|count)\b.*\bdeck\b", re.I)
+_DECK_RE = re.compile(r"\b(?:deck\s+of\s+(?:playing\s+)?cards|standard\s+deck|(?:a|the)\s+deck|poker)\b", re.I)
+_OTHER_DECK_RE = re.compile(r"\b(?:uno|tarot|pinochle|jokers?\s+included|with\s+(?:the\s+)?jokers?|\d+[- ]card\s+deck)\b", re.I)
+_DIE_ARG_RE = re.compile(r"\b(?:sides?|faces?)\b.*\b(?:dice|die)\b|\b(?:dice|die)\b.*\b(?:sides?|faces?)\b", re.I)
+_DIE_RE = re.compile(r"\b(?:dice|die)\b", re.I)
+_SIDES_WRITTEN_RE = re.compile(r"\b(?:\d+|[a-z]+)[- ]sided\b|\b\d+\s+(?:sides|faces)\b|\bd\d+\b", re.I)
+
+
 def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
     """A value the question implies for a numeric argument without writing it, or None.
 
-    The one rule (kinematics): an argument whose name or description speaks of an
-    *initial* (or starting) *velocity* / *speed* is ``0`` when the question says the
-    object starts from rest, is at rest, or is dropped / released — unless the question
-    also writes the initial velocity as a number right after the words "initial
-    velocity"/"initial speed".
+    Three conventions:
+
+    * kinematics: an argument whose name or description speaks of an *initial* (or
+      starting) *velocity* / *speed* is ``0`` when the question says the object starts
+      from rest, is at rest, or is dropped / released — unless the question also writes
+      the initial velocity as a number right after the words "initial velocity"/"initial speed";
+    * a deck of cards: an argument for the deck's size (``deck_size``, "number of cards in
+      the deck") is ``52`` when the question speaks of a deck of cards, a standard deck or
+      poker and not of another deck (Uno, tarot, jokers included, "a 40-card deck");
+    * dice: an argument for the sides of a die (``sides_per_die``, ``dice_faces``) is ``6``
+      when the question speaks of a die or dice and writes no number of sides ("20-sided", "d20").
 
     Args:
         name: the argument's name.
@@ -230,6 +244,13 @@ def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> fl
     if not isinstance(question, str) or not isinstance(name, str):
         return None
     desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
+    words = " ".join(_identifier_words(name))
+    if _DECK_ARG_RE.search(words) or _DECK_ARG_RE.search(desc.split(".")[0]):
+        if _DECK_RE.search(question) and not _OTHER_DECK_RE.search(question) and not re.search(r"\b52\b", question):
+            return 52.0
+        return None
+    if _DIE_ARG_RE.search(words) or _DIE_ARG_RE.search(desc.split(".")[0]):
+        return 6.0 if _DIE_RE.search(question) and not _SIDES_WRITTEN_RE.search(question) else None
     label = name.replace("_", " ") + " " + desc
     if not (_INITIAL_RE.search(name.replace("_", " ")) or _INITIAL_RE.search(desc)) or not _MOTION_RE.search(label):
         return None

@@ -1078,3 +1078,17 @@ def test_plural_es_is_read_as_plural():
     assert [_without_plural_s(w) for w in ("hearts", "weaknesses", "matches", "boxes", "gas", "weakness", "class")] == [
         "heart", "weakness", "match", "box", "gas", "weakness", "class"]
     assert named_options(["strengths", "weaknesses"], "Get me strength and weakness traits for ENFJ.") == ["strengths", "weaknesses"]
+
+
+def test_implied_deck_size_and_die_sides():
+    from router.values import implied_value
+
+    deck = {"type": "integer", "description": "Number of cards in the deck."}
+    assert implied_value("deck_size", deck, "What is the probability of getting a full house in poker?") == 52
+    assert implied_value("deck_size", deck, "Shuffle an Uno deck") is None  # another deck
+    assert implied_value("deck_size", deck, "a 40-card deck") is None  # the question says how many
+    assert implied_value("total_cards", {"type": "integer", "description": "Total cards in the deck."}, "a heart from a deck of 52 cards") is None
+    die = {"type": "integer", "description": "Number of sides on each die."}
+    assert implied_value("sides_per_die", die, "the probability of rolling a sum of 7 on a roll of two dice") == 6
+    assert implied_value("sides_per_die", die, "rolling two 20-sided dice") is None and implied_value("sides_per_die", die, "roll 2d20") is None
+    assert implied_value("number_of_rolls", {"type": "integer", "description": "How many times the die is rolled."}, "roll a die twice") is None
