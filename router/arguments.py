@@ -64,6 +64,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    written_mapping,
     described_examples,
     named_number,
     clock_hour,
@@ -673,6 +674,24 @@ def _fits(value: Any, schema: dict[str, Any]) -> bool:
     return True
 
 
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,), "object": (dict,), "null": (type(None),),
+}
+
+
+def _of_type(value: Any, schema: Any) -> bool:
+    """Whether ``value`` has one of the JSON types ``schema`` names (any value when it names none)."""
+    types = schema.get("type") if isinstance(schema, dict) else None
+    if types is None:
+        return True
+    types = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
+    for t in types:
+        py = _PY_TYPES.get(t)
+        if py and isinstance(value, py) and not (isinstance(value, bool) and t in ("integer", "number")):
+            return True
+    return False
+
+
 def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[str, Any] | None = None) -> tuple[bool, Any]:
     """A value the question states outright for one argument, so that it is not decoded.
 
@@ -689,6 +708,8 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
       an initial velocity of 0), or an hour on the 24-hour clock the description asks for
       (:func:`router.values.clock_hour`: "11 PM" → 23);
+    * the one dictionary the question writes literally, for a free-form object argument
+      (:func:`router.values.written_mapping`: "scores {'math':90, 'science':75}");
     * a count the question writes next to what the argument counts
       (:func:`router.values.counted_number`: "two tickets" → ``num_tickets`` 2), or
       compounding periods a year (:func:`router.values.compounding_periods`: "compounded
@@ -719,6 +740,12 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
         names = named_options(described_options(items) or items.get("enum"), question)
         return bool(names), names or None
+    if kind == "object" and not isinstance(schema.get("properties"), dict):
+        mapping = written_mapping(question)  # "scores {'math':90, 'science':75}" for a free-form map
+        extra = schema.get("additionalProperties")
+        if mapping is not None and extra is not False and all(_of_type(v, extra) for v in mapping.values()):
+            return True, mapping
+        return False, None
     if kind in ("integer", "number"):
         implied = implied_value(name, schema, question)
         if implied is None:

@@ -52,12 +52,14 @@ from __future__ import annotations
 
 import functools
 import math
+import json
 import re
 from typing import Any
 
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "written_mapping",
     "described_examples",
     "named_number",
     "whole_token",
@@ -641,6 +643,42 @@ def described_options(schema: dict[str, Any] | None) -> list[str] | None:
         if v and v not in out:
             out.append(v)
     return out if len(out) >= 2 else None
+
+
+def written_mapping(question: Any) -> dict[str, Any] | None:
+    """The one dictionary the question writes literally, or None.
+
+    "scores {'math':90, 'science':75}" gives ``{"math": 90, "science": 75}``: a balanced
+    ``{...}`` read as JSON or, failing that, as a Python literal (:func:`ast.literal_eval`,
+    which evaluates no code). None when the question writes no dictionary, several, or
+    braces that are not one (``{x}``), and for non-text input. Braces are looked at only in
+    questions of at most 10,000 characters.
+    """
+    import ast
+
+    if not isinstance(question, str) or len(question) > 10_000 or "{" not in question:
+        return None
+    found = []
+    depth, start = 0, -1
+    for i, ch in enumerate(question):
+        if ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                text = question[start : i + 1]
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    try:
+                        value = ast.literal_eval(text)
+                    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                        value = None
+                if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                    found.append(value)
+    return found[0] if len(found) == 1 else None
 
 
 def described_examples(schema: dict[str, Any] | None) -> list[str] | None:

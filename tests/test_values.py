@@ -1092,3 +1092,19 @@ def test_implied_deck_size_and_die_sides():
     assert implied_value("sides_per_die", die, "the probability of rolling a sum of 7 on a roll of two dice") == 6
     assert implied_value("sides_per_die", die, "rolling two 20-sided dice") is None and implied_value("sides_per_die", die, "roll 2d20") is None
     assert implied_value("number_of_rolls", {"type": "integer", "description": "How many times the die is rolled."}, "roll a die twice") is None
+
+
+def test_a_dictionary_the_question_writes_is_stated():
+    from router.arguments import stated_value
+    from router.values import written_mapping
+
+    q = "Calculate the average grade for John who has these scores {'math':90, 'science':75, 'history':82} across subjects."
+    assert written_mapping(q) == {"math": 90, "science": 75, "history": 82}
+    assert written_mapping('config {"a": [1, 2]}') == {"a": [1, 2]} and written_mapping("{x}") is None
+    assert written_mapping("{'a': 1} and {'b': 2}") is None  # two dictionaries: the model decides
+    assert written_mapping("{__import__('os').system('ls'): 1}") is None  # a literal, never code
+    assert written_mapping(None) is None and written_mapping("{" * 20000) is None  # type: ignore[arg-type]
+    free = {"type": "object", "description": "A dictionary where keys represent subjects and values represent scores"}
+    assert stated_value("gradeDict", free, q) == (True, {"math": 90, "science": 75, "history": 82})
+    assert stated_value("gradeDict", {**free, "additionalProperties": {"type": "string"}}, q) == (False, None)  # scores are no strings
+    assert stated_value("cfg", {"type": "object", "properties": {"a": {"type": "integer"}}}, q) == (False, None)
