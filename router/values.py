@@ -347,7 +347,7 @@ def _area_words(text: str) -> str:
 def _dimensionality(text: str) -> Any:
     """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``, ``"Amperes"`` →
     ``[current]``), or None if pint does not know it."""
-    text = _area_words(text)
+    text = _area_words(text).replace("²", "^2").replace("³", "^3")  # "kg/m³" is kg/m^3
     dim = _pint_dimensionality(text)
     if dim is None and text != text.lower() and len(text.strip()) > 3:
         dim = _pint_dimensionality(text.lower())  # unit names are lower case in pint ("Amperes")

@@ -1108,3 +1108,12 @@ def test_a_dictionary_the_question_writes_is_stated():
     assert stated_value("gradeDict", free, q) == (True, {"math": 90, "science": 75, "history": 82})
     assert stated_value("gradeDict", {**free, "additionalProperties": {"type": "string"}}, q) == (False, None)  # scores are no strings
     assert stated_value("cfg", {"type": "object", "properties": {"a": {"type": "integer"}}}, q) == (False, None)
+
+
+def test_superscript_units_have_a_kind():
+    from router.values import _dimensionality, unit_mismatch
+
+    density = {"type": "string", "description": "The unit of density. Default is kg/m³"}
+    assert str(_dimensionality("kg/m³")) == "[mass] / [length] ** 3" and str(_dimensionality("m²")) == "[length] ** 2"
+    assert unit_mismatch("unit", density, "kg")  # a mass where a density is meant: not grounded by "45 kg"
+    assert not unit_mismatch("unit", density, "g/cm³")
