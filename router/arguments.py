@@ -64,6 +64,8 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    polynomial_coefficients,
+    written_interval,
     written_mapping,
     described_examples,
     named_number,
@@ -708,6 +710,9 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     * a number the question implies (:func:`router.values.implied_value`: "dropped" →
       an initial velocity of 0), or an hour on the 24-hour clock the description asks for
       (:func:`router.values.clock_hour`: "11 PM" → 23);
+    * the coefficients of the question's polynomial, or its "between a and b" interval, for a
+      list of numbers that asks for them (:func:`router.values.polynomial_coefficients`:
+      "y=3x^2 + 2x - 4" → ``[3, 2, -4]``; :func:`router.values.written_interval`);
     * the one dictionary the question writes literally, for a free-form object argument
       (:func:`router.values.written_mapping`: "scores {'math':90, 'science':75}");
     * a count the question writes next to what the argument counts
@@ -740,6 +745,13 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
         names = named_options(described_options(items) or items.get("enum"), question)
         return bool(names), names or None
+    if kind == "array":
+        written = polynomial_coefficients(name, schema, question)  # y=3x^2 + 2x - 4 → [3, 2, -4]
+        if written is None:
+            written = written_interval(name, schema, question)  # "between x = -1 and x = 2" → [-1, 2]
+        if written is not None and _fits(written, schema):
+            return True, written
+        return False, None
     if kind == "object" and not isinstance(schema.get("properties"), dict):
         mapping = written_mapping(question)  # "scores {'math':90, 'science':75}" for a free-form map
         extra = schema.get("additionalProperties")

@@ -59,6 +59,8 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "polynomial_coefficients",
+    "written_interval",
     "written_mapping",
     "described_examples",
     "named_number",
@@ -267,6 +269,83 @@ _MATH_TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<fn>sin|cos|tan|exp|log|ln|sqrt|abs)(?=\s*\()|(?P<var>(?<![A-Za-z])[a-z](?![A-Za-z']))"
     r"|(?P<op>\*\*|[-+*/^])|(?P<lp>\()|(?P<rp>\))|(?P<eq>=))"
 )
+
+
+_COEFF_ARG_RE = re.compile(r"\b(?:coefficients?|polynomial)\b", re.I)
+_ASCENDING_RE = re.compile(r"\b(?:increasing|ascending|lowest|constant term first|starting (?:from|with) the constant)\b", re.I)
+
+
+def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: Any) -> list[float] | None:
+    """The coefficients of the one polynomial the question writes, for a list-of-numbers argument
+    that asks for them ("The coefficients of the polynomial, in decreasing order of exponent").
+
+    "the area under y=3x^2 + 2x - 4" gives ``[3, 2, -4]`` (highest power first; lowest first
+    when the description says "increasing"/"ascending"/"lowest"). The expression comes from
+    :func:`math_expressions` and is expanded with sympy (``Poly.all_coeffs``), so "x(x+1)"
+    gives ``[1, 1, 0]``. Items are ints for an integer list. None when the argument is not a
+    list of numbers named or described as coefficients / a polynomial, when the question
+    writes no polynomial in one variable or several, and on bad input.
+    """
+    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
+        return None
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if items.get("type") not in ("number", "integer"):
+        return None
+    desc = str(schema.get("description", ""))
+    if not (_COEFF_ARG_RE.search(str(name).replace("_", " ")) or _COEFF_ARG_RE.search(desc)):
+        return None
+    exprs = math_expressions(question)
+    if len(exprs) != 1:
+        return None
+    try:
+        import sympy
+
+        text = re.sub(r"(\d)\s*([a-z(])", r"\1*\2", exprs[0])  # 3x → 3*x
+        expr = sympy.sympify(text, evaluate=True)
+        symbols = sorted(expr.free_symbols, key=str)
+        if len(symbols) != 1:
+            return None
+        coeffs = [float(c) for c in sympy.Poly(expr, symbols[0]).all_coeffs()]
+    except Exception:  # noqa: BLE001 - not a polynomial sympy can read: no opinion
+        return None
+    if _ASCENDING_RE.search(desc):
+        coeffs.reverse()
+    if items.get("type") == "integer":
+        if not all(c.is_integer() for c in coeffs):
+            return None
+        return [int(c) for c in coeffs]
+    return coeffs
+
+
+_INTERVAL_ARG_RE = re.compile(r"\b(?:limits?|interval|range|bounds?)\b", re.I)
+_INTERVAL_RE = re.compile(
+    r"\b(?:between|from)\s+(?:[a-z]\s*=\s*)?(-?\d+(?:\.\d+)?)\s+(?:and|to)\s+(?:[a-z]\s*=\s*)?(-?\d+(?:\.\d+)?)\b", re.I
+)
+
+
+def written_interval(name: str, schema: dict[str, Any] | None, question: Any) -> list[float] | None:
+    """``[a, b]`` for a two-number list argument named or described as limits / an interval /
+    a range / bounds, when the question writes one "between x = a and x = b" or "from a to b".
+
+    "the area under the curve ... between x = -1 and x = 2" → ``[-1.0, 2.0]`` (ints for an
+    integer list). None for other arguments, for no such phrase or several, and on bad input.
+    """
+    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
+        return None
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if items.get("type") not in ("number", "integer"):
+        return None
+    if not (_INTERVAL_ARG_RE.search(str(name).replace("_", " ")) or _INTERVAL_ARG_RE.search(str(schema.get("description", "")))):
+        return None
+    found = _INTERVAL_RE.findall(question)
+    if len(found) != 1:
+        return None
+    a, b = (float(x) for x in found[0])
+    if items.get("type") == "integer":
+        if not (a.is_integer() and b.is_integer()):
+            return None
+        return [int(a), int(b)]
+    return [a, b]
 
 
 def is_expression_argument(name: str, schema: dict[str, Any] | None) -> bool:

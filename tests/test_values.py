@@ -1117,3 +1117,22 @@ def test_superscript_units_have_a_kind():
     assert str(_dimensionality("kg/m³")) == "[mass] / [length] ** 3" and str(_dimensionality("m²")) == "[length] ** 2"
     assert unit_mismatch("unit", density, "kg")  # a mass where a density is meant: not grounded by "45 kg"
     assert not unit_mismatch("unit", density, "g/cm³")
+
+
+def test_polynomial_coefficients_and_intervals_are_read_from_the_question():
+    from router.arguments import stated_value
+    from router.values import polynomial_coefficients, written_interval
+
+    q = "Calculate the area under the curve y=3x^2 + 2x - 4, between x = -1 and x = 2."
+    poly = {"type": "array", "items": {"type": "number"}, "description": "The coefficients of the polynomial, in decreasing order of exponent."}
+    assert polynomial_coefficients("polynomial", poly, q) == [3.0, 2.0, -4.0]
+    low_first = {**poly, "description": "Coefficients, lowest degree first."}
+    assert polynomial_coefficients("coefficients", low_first, q) == [-4.0, 2.0, 3.0]
+    assert polynomial_coefficients("polynomial", poly, "the area under sin(x) + 1") is None  # no polynomial
+    assert polynomial_coefficients("values", {"type": "array", "items": {"type": "number"}}, q) is None  # not asked for
+    limits = {"type": "array", "items": {"type": "number"}, "description": "The lower and upper limit of the integration interval."}
+    assert written_interval("limits", limits, q) == [-1.0, 2.0]
+    assert written_interval("year_range", {"type": "array", "items": {"type": "integer"}}, "cases from 2015 to 2021") == [2015, 2021]
+    assert written_interval("limits", limits, "from 1 to 2 and from 3 to 4") is None  # two intervals
+    assert stated_value("limits", limits, q) == (True, [-1.0, 2.0])
+    assert polynomial_coefficients("p", None, q) is None and written_interval("l", limits, None) is None  # type: ignore[arg-type]
