@@ -64,6 +64,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    with_compass_sign,
     polynomial_coefficients,
     written_interval,
     written_mapping,
@@ -783,8 +784,10 @@ class _Taken:
         self.lists: list[list[float]] = []
 
     def add(self, value: Any, question: str, schema: dict[str, Any]) -> None:
-        """Record a kept argument value (a converted number also takes the number as written)."""
+        """Record a kept argument value (a converted number also takes the number as written, and a
+        number signed by a compass letter, "112.0740 W" as -112.074, the unsigned one)."""
         self.numbers.extend(_numbers_of(value))
+        self.numbers.extend(-n for n in _numbers_of(value) if n < 0 and not re.search(r"-\s*" + re.escape(number_text(-n)), question))
         if _numbers_of(value) and isinstance(value, (int, float)) and _finite(float(value)):
             written = written_numbers(question, schema).get(number_text(value))
             if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
@@ -802,7 +805,7 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
     article ("the neutron" → "neutron"), a list of strings without items the question does not
     write, a name the question writes whole
     (:func:`router.values.whole_name`, not taking words of earlier arguments' values), a US city with its state where the
-    description asks for "City, State", a list cut back to the question's list
+    description asks for "City, State", a west or south coordinate made negative, a list cut back to the question's list
     it starts with (and, with ``drop_taken_items``, without items other arguments took), the
     question's expression for an expression argument."""
     if not isinstance(schema, dict):
@@ -817,6 +820,8 @@ def _repaired(value: Any, name: str, schema: dict[str, Any], question: str, take
             value = re.sub(r"^(?:the|a|an)\s+", "", value)  # "the neutron" → "neutron" ("The Weeknd" keeps its article)
         value = whole_name(value, question, _name_stop(name, schema, taken.strings))  # "League" → "Premier League"
         value = with_state(value, city_state_style(schema))  # "Los Angeles" → "Los Angeles, CA" where asked
+    if kind in ("integer", "number", "array"):
+        value = with_compass_sign(value, question)  # "112.0740 W" is -112.074
     if kind == "array":
         value = _grounded_items(value, schema, question)
         value = first_written_list(value, question, taken.lists)

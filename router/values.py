@@ -59,6 +59,7 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "with_compass_sign",
     "polynomial_coefficients",
     "written_interval",
     "written_mapping",
@@ -921,6 +922,33 @@ def _digits(text: str) -> str:
     sign = "-" if text.strip().startswith("-") else ""
     mantissa = re.split(r"[eE]", text.strip().lstrip("-"))[0]
     return sign + mantissa.replace(".", "").strip("0")
+
+
+_COMPASS_RE = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s*°?\s*([NSEW])(?![A-Za-z])")
+
+
+def with_compass_sign(value: Any, question: Any) -> Any:
+    """A coordinate the question writes with a compass letter, signed as the convention has it.
+
+    "(33.4484 N, 112.0740 W)" means latitude 33.4484 and longitude -112.074: south and west
+    are negative. A positive number (or each number of a list) equal to one the question
+    writes before ``S`` or ``W`` becomes negative, when the question writes coordinates at all
+    (a number before ``N``/``S`` and one before ``E``/``W``). Other values come back unchanged
+    ("5 W" alone is five watts).
+    """
+    if not isinstance(question, str):
+        return value
+    marks = _COMPASS_RE.findall(question)
+    if not (any(d in "NS" for _n, d in marks) and any(d in "EW" for _n, d in marks)):
+        return value
+    negative = {float(n) for n, d in marks if d in "SW"}
+
+    def signed(x: Any) -> Any:
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and float(x) in negative:
+            return -x
+        return x
+
+    return [signed(x) for x in value] if isinstance(value, list) else signed(value)
 
 
 def snap_number(value: Any, candidates: list[str]) -> Any:

@@ -1136,3 +1136,14 @@ def test_polynomial_coefficients_and_intervals_are_read_from_the_question():
     assert written_interval("limits", limits, "from 1 to 2 and from 3 to 4") is None  # two intervals
     assert stated_value("limits", limits, q) == (True, [-1.0, 2.0])
     assert polynomial_coefficients("p", None, q) is None and written_interval("l", limits, None) is None  # type: ignore[arg-type]
+
+
+def test_compass_letters_sign_coordinates():
+    from router.values import with_compass_sign
+
+    q = "Calculate the distance between two GPS coordinates (33.4484 N, 112.0740 W) and (34.0522 N, 118.2437 W) in miles."
+    assert with_compass_sign([33.4484, 112.074], q) == [33.4484, -112.074]
+    assert with_compass_sign(118.2437, q) == -118.2437 and with_compass_sign(34.0522, q) == 34.0522
+    assert with_compass_sign(5, "a 5 W light bulb") == 5  # watts, not a coordinate
+    assert with_compass_sign([-33.9, 151.2], "Sydney is at 33.9 S, 151.2 E") == [-33.9, 151.2]  # already signed
+    assert with_compass_sign("x", q) == "x" and with_compass_sign(3, None) == 3  # type: ignore[arg-type]
