@@ -356,6 +356,7 @@ def call_word_end(value: Any, words: set[str]) -> str | None:
     """``"first"`` or ``"last"`` when a string of two or more words starts or ends with a
     lower-case word of the call (:func:`call_words`, or the argument's own name); else None.
 
+    Values without a space (an identifier such as ``your_dataset_name``) are one word.
     A small model that copies a clause instead of a value shows it this way: ``discovery=
     "scientist that first proposed the theory of evolution"`` for ``get_scientist_for_discovery``,
     ``recipe_type="recipe for brownies"``, ``county="Santa Clara county"``, ``season="2020-2021
@@ -363,8 +364,8 @@ def call_word_end(value: Any, words: set[str]) -> str | None:
     and does not count. On the BFCL runs of 9f6279a, all 11 required strings of simple and
     multiple this flags were wrong (besides an expression, ``x**3``, which the caller leaves alone).
     """
-    if not isinstance(value, str) or not words:
-        return None
+    if not isinstance(value, str) or not words or not re.search(r"\s", value.strip()):
+        return None  # one word, or an identifier ("your_dataset_name"): no clause
     ws = [w for w in re.split(r"[\W_]+", value) if w]
     while ws and ws[0].lower() in _FUNCTION_WORDS:
         ws = ws[1:]  # "the scientist that ..."

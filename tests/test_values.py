@@ -990,6 +990,7 @@ def test_call_word_at_an_end_marks_a_copied_clause():
     assert call_word_end("recipe for brownies", {"recipe", "type"}) == "first"
     assert call_word_end("Natural History Museum", {"museum"}) is None  # a capitalised word belongs to the name
     assert call_word_end("county", {"county"}) is None  # one word: names_the_call's case
+    assert call_word_end("your_dataset_name", {"dataset"}) is None  # an identifier the question writes
     assert call_word_end("x**3", {"x"}) is None and call_word_end("Boston", set()) is None
     assert call_word_end(None, {"x"}) is None  # type: ignore[arg-type]
 
