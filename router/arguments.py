@@ -1141,11 +1141,17 @@ class ConstrainedArguments:
         first = True
         spans: dict[str, tuple[int, int]] = {}  # where each kept required string's value text lies in ``running``
         fields: dict[str, dict[str, Any]] = {}
+        statements: dict[str, tuple[bool, Any]] = {}
+        for name, sub in schema["properties"].items():
+            sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
+            stated, value = stated_value(name, sub_schema, question, schema["properties"])
+            statements[name] = (stated and _fits(value, sub_schema), value)
+            if statements[name][0] and isinstance(value, str) and len(value.strip()) >= 2:
+                taken.strings.append(value)  # "ounce" for measure: not a span for an earlier argument (metal)
         for name, sub in schema["properties"].items():
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
-            stated, value = stated_value(name, sub_schema, question, schema["properties"])
-            stated = stated and _fits(value, sub_schema)
+            stated, value = statements[name]
             if kind == "boolean" and not stated and name not in required and ground_optional:
                 continue  # an optional flag the question does not speak of keeps its default
             prefix = ("" if first else ", ") + json.dumps(name) + ":"
