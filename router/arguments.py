@@ -266,11 +266,7 @@ def names_the_call(value: Any, words: set[str]) -> bool:
     return bool(vw) and vw <= words
 
 
-_PAIR_RES = (
-    (re.compile(r"^(.*?)_?1$"), "{}2"), (re.compile(r"^(.*?)_?1$"), "{}_2"),
-    (re.compile(r"^start(.*)$"), "end{}"), (re.compile(r"^from(.*)$"), "to{}"), (re.compile(r"^origin(.*)$"), "destination{}"),
-    (re.compile(r"^source(.*)$"), "target{}"), (re.compile(r"^base(.*)$"), "target{}"),
-)
+_PAIR_RES = ((re.compile(r"^(.*?)_?1$"), "{}2"), (re.compile(r"^(.*?)_?1$"), "{}_2"))
 
 
 def _mention(value: str, question: str) -> int:
@@ -280,16 +276,16 @@ def _mention(value: str, question: str) -> int:
 
 
 def in_question_order(args: dict[str, Any], question: str, decoded: set[str] | None = None) -> dict[str, Any]:
-    """Two string arguments of an ordered pair, swapped when the question writes them the other way round.
+    """Two string arguments of a numbered pair, swapped when the question writes them the other way round.
 
-    Pairs are numbered siblings (``species1``/``species2``, ``team_1``/``team_2``) and
-    ``start``/``end``, ``from``/``to``, ``origin``/``destination``, ``source``/``target``,
-    ``base``/``target`` prefixes with the same rest (``from_currency``/``to_currency``). The
+    Pairs are numbered siblings (``species1``/``species2``, ``team_1``/``team_2``), whose
     convention is the question's order ("how similar a human and a chimp are" → ``species1``
-    "human"). Both values must be written in the question as whole words; nothing is swapped
-    when the question puts "from"/"to"/"into"/"in" right before the values as they stand
-    ("how many euros is it from USD", "to Paris"), nor when ``decoded`` (the arguments the model
-    wrote, not stated ones) does not hold both. Other arguments are unchanged.
+    "human"). Pairs with a direction (``from_``/``to_``, ``start``/``end``, ``origin``/
+    ``destination``) are left alone: their order is in the words ("How many EUR is 100 USD?",
+    "kilometers in 5 miles"), not in the question's order. Both values must be written in the
+    question as whole words; nothing is swapped when the question puts "from"/"to"/"into"/"in"
+    right before the values as they stand, nor when ``decoded`` (the arguments the model wrote,
+    not stated ones) does not hold both. Other arguments are unchanged.
     """
     if not isinstance(args, dict) or not isinstance(question, str):
         return args
@@ -361,7 +357,8 @@ def call_word_end(value: Any, words: set[str]) -> str | None:
     "scientist that first proposed the theory of evolution"`` for ``get_scientist_for_discovery``,
     ``recipe_type="recipe for brownies"``, ``county="Santa Clara county"``, ``season="2020-2021
     season"``. A capitalised word is part of a name ("Natural History Museum" for ``museum``)
-    and does not count. On the BFCL runs of 9f6279a, all 11 required strings of simple and
+    and does not count, and a value all in lower case does not end with a head noun to cut
+    ("salt lake city" for ``city``, "kansas city", "fake news": the user wrote the name so). On the BFCL runs of 9f6279a, all 11 required strings of simple and
     multiple this flags were wrong (besides an expression, ``x**3``, which the caller leaves alone).
     """
     if not isinstance(value, str) or not words or not re.search(r"\s", value.strip()):
@@ -371,8 +368,8 @@ def call_word_end(value: Any, words: set[str]) -> str | None:
         ws = ws[1:]  # "the scientist that ..."
     if len(ws) < 2:
         return None
-    if ws[-1].islower() and len(ws[-1]) >= 3 and _singular(ws[-1]) in words:
-        return "last"
+    if ws[-1].islower() and len(ws[-1]) >= 3 and _singular(ws[-1]) in words and not all(w.islower() for w in ws):
+        return "last"  # "Santa Clara county"; not "salt lake city", where the user writes the whole name in lower case
     if ws[0].islower() and len(ws[0]) >= 3 and _singular(ws[0]) in words:
         return "first"
     return None
@@ -1227,7 +1224,7 @@ class ConstrainedArguments:
             trimmed = trailing_value_removed(trimmed, others, question)
             if _type_of(sub) == "string" and "enum" not in sub and not described_options(sub) and name in fields:
                 trimmed = whole_name(trimmed, question, _name_stop(name, sub, others))  # "League" → "Premier League"
-                trimmed = whole_token(trimmed, question)  # "AL2562" → "2022/AL2562", "my_data.json" → "my_data"
+                trimmed = whole_token(trimmed, question, unit="unit" in _name_words(name))  # "AL2562" → "2022/AL2562"
             if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
         args = in_question_order(args, question, set(fields))

@@ -215,12 +215,14 @@ _INITIAL_RE = re.compile(r"initial|start", re.I)
 _MOTION_RE = re.compile(r"velocity|speed", re.I)
 
 
-_DECK_ARG_RE = re.compile(r"\bdeck\b.*\b(?:size|cards?|total)\b|\b(?:size|total|number|num|count)\b.*\bdeck\b", re.I)
+#: deck_size, total_cards_in_deck; not cards_drawn (its description may speak of the deck)
+_DECK_ARG_RE = re.compile(r"^(?:deck (?:size|total|cards?(?: count)?)|(?:size|total|num|number|count)(?: of)? (?:cards? )?(?:in )?(?:the )?deck)$", re.I)
 _DECK_RE = re.compile(r"\b(?:deck\s+of\s+(?:playing\s+)?cards|standard\s+deck|(?:a|the)\s+deck|poker)\b", re.I)
-_OTHER_DECK_RE = re.compile(r"\b(?:uno|tarot|pinochle|jokers?\s+included|with\s+(?:the\s+)?jokers?|\d+[- ]card\s+deck)\b", re.I)
-_DIE_ARG_RE = re.compile(r"\b(?:sides?|faces?)\b.*\b(?:dice|die)\b|\b(?:dice|die)\b.*\b(?:sides?|faces?)\b", re.I)
+_OTHER_DECK_RE = re.compile(r"\b(?:uno|tarot|pinochle|jokers?|\w+[- ]card\s+deck|deck\s+(?:of|has|with)\s+(?!playing\b)\S+\s+cards|\S+\s+cards?\s+in\s+(?:the|a)\s+deck)\b", re.I)
+#: sides_per_die, die_sides, dice_faces, num_sides; not target_face or num_dice
+_DIE_ARG_RE = re.compile(r"^(?:(?:num|number|count)(?: of)? )?(?:(?:sides?|faces?)(?: (?:per|of|on))? (?:the )?(?:dice|die)|(?:dice|die) (?:sides|faces)|(?:num|number) (?:of )?(?:sides|faces))$", re.I)
 _DIE_RE = re.compile(r"\b(?:dice|die)\b", re.I)
-_SIDES_WRITTEN_RE = re.compile(r"\b(?:\d+|[a-z]+)[- ]sided\b|\b\d+\s+(?:sides|faces)\b|\bd\d+\b", re.I)
+_SIDES_WRITTEN_RE = re.compile(r"\b\S+[- ]sided\b|\b\S+\s+(?:sides|faces)\b|\b\w+hedral\b|\bd\d+\b|\bnumbered\b", re.I)
 
 
 def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> float | None:
@@ -232,11 +234,14 @@ def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> fl
       starting) *velocity* / *speed* is ``0`` when the question says the object starts
       from rest, is at rest, or is dropped / released — unless the question also writes
       the initial velocity as a number right after the words "initial velocity"/"initial speed";
-    * a deck of cards: an argument for the deck's size (``deck_size``, "number of cards in
-      the deck") is ``52`` when the question speaks of a deck of cards, a standard deck or
-      poker and not of another deck (Uno, tarot, jokers included, "a 40-card deck");
-    * dice: an argument for the sides of a die (``sides_per_die``, ``dice_faces``) is ``6``
-      when the question speaks of a die or dice and writes no number of sides ("20-sided", "d20").
+    * a deck of cards: an argument *named* for the deck's size (``deck_size``,
+      ``num_cards_in_deck``; not ``cards_drawn``) is ``52`` when the question speaks of a deck
+      of cards, a standard deck or poker, writes no deck size ("a deck of 54 cards", "a
+      40-card deck") and no other deck (Uno, tarot, jokers);
+    * dice: an argument *named* for the sides of a die (``sides_per_die``, ``dice_faces``,
+      ``num_sides``; not ``target_face`` nor ``num_dice``) is ``6`` when the question speaks of
+      a die or dice and says nothing of its sides ("20-sided", "eight faces", "octahedral", "d20",
+      "numbered 1 to 20").
 
     Args:
         name: the argument's name.
@@ -249,12 +254,12 @@ def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> fl
     if not isinstance(question, str) or not isinstance(name, str):
         return None
     desc = str((schema or {}).get("description", "")) if isinstance(schema, dict) else ""
-    words = " ".join(_identifier_words(name))
-    if _DECK_ARG_RE.search(words) or _DECK_ARG_RE.search(desc.split(".")[0]):
+    words = " ".join(w for w in _identifier_words(name) if w)
+    if _DECK_ARG_RE.search(words):
         if _DECK_RE.search(question) and not _OTHER_DECK_RE.search(question) and not re.search(r"\b52\b", question):
             return 52.0
         return None
-    if _DIE_ARG_RE.search(words) or _DIE_ARG_RE.search(desc.split(".")[0]):
+    if _DIE_ARG_RE.search(words):
         return 6.0 if _DIE_RE.search(question) and not _SIDES_WRITTEN_RE.search(question) else None
     label = name.replace("_", " ") + " " + desc
     if not (_INITIAL_RE.search(name.replace("_", " ")) or _INITIAL_RE.search(desc)) or not _MOTION_RE.search(label):
@@ -285,7 +290,9 @@ def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: 
     :func:`math_expressions` and is expanded with sympy (``Poly.all_coeffs``), so "x(x+1)"
     gives ``[1, 1, 0]``. Items are ints for an integer list. None when the argument is not a
     list of numbers named or described as coefficients / a polynomial, when the question
-    writes no polynomial in one variable or several, and on bad input.
+    writes no polynomial in one variable or several, when a power is not a whole number up to
+    20 (``(x+1)^100000`` would take sympy minutes and gigabytes) or the expression is longer
+    than 200 characters, and on bad input.
     """
     if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
         return None
@@ -296,12 +303,16 @@ def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: 
     if not (_COEFF_ARG_RE.search(str(name).replace("_", " ")) or _COEFF_ARG_RE.search(desc)):
         return None
     exprs = math_expressions(question)
-    if len(exprs) != 1:
+    if len(exprs) != 1 or len(exprs[0]) > 200:
         return None
+    powers = re.findall(r"\*\*\s*(\(?)\s*(\d*)", exprs[0])
+    if any(paren or not digits or int(digits) > 20 for paren, digits in powers) or re.search(r"\*\*[^*]*\*\*", exprs[0]):
+        return None  # only small whole powers: (x+1)^100000 or x^(9^9^9) would take sympy minutes and gigabytes
     try:
         import sympy
 
         text = re.sub(r"(\d)\s*([a-z(])", r"\1*\2", exprs[0])  # 3x → 3*x
+        text = re.sub(r"(?<![a-z])([a-z])\s*\(", r"\1*(", text)  # x(x+1) → x*(x+1); sin( stays a function
         expr = sympy.sympify(text, evaluate=True)
         symbols = sorted(expr.free_symbols, key=str)
         if len(symbols) != 1:
@@ -380,6 +391,9 @@ def math_expressions(question: Any) -> list[str]:
     out: list[str] = []
     pos, n = 0, len(question)
     while pos < n:
+        if question[pos].isspace():
+            pos += 1  # a run starts at a token, not in the blanks before it (else long blanks cost n²)
+            continue
         run: list[tuple[str, str]] = []
         start = end = pos
         p = pos
@@ -1550,17 +1564,21 @@ def clock_hour(name: str, schema: Any, question: Any) -> int | None:
     return hours.pop() if len(hours) == 1 else None
 
 
-def whole_token(value: Any, question: Any) -> Any:
+def whole_token(value: Any, question: Any, unit: bool = False) -> Any:
     """A copied string that is part of a path or code the question writes, given back whole.
 
     A small model copying from "docket 2022/AL2562" or "data in ~/data/myfMRI.nii" often
-    stops at the last ``/`` (``"AL2562"``, ``"myfMRI.nii"``), and one that copies "the
-    data my_data" may add a file extension of its own (``"my_data.json"``). When ``value``
-    (3+ characters, with a letter) is the start or end, up to a separator, of exactly one whitespace-separated word of the
-    question that has a ``/``, ``\\`` or ``~`` in it, that word is returned (outer quotes,
-    brackets and sentence punctuation stripped); when the question does not write ``value``
-    but writes exactly one word (4+ characters) that ``value`` is plus a ``.ext`` suffix, that
-    word. Other values, and values the question writes as a word of their own, come back unchanged.
+    stops at the last ``/`` (``"AL2562"``, ``"myfMRI.nii"``), and one that copies "the data
+    my_data" may add a file extension of its own (``"my_data.json"``). When ``value`` (3+
+    characters, with a letter) is the start or end, up to a separator, of exactly one
+    whitespace-separated word of the question that is a path or code, that word is returned
+    (outer quotes, brackets and sentence punctuation stripped). A path or code has ``~`` or
+    ``\\``, two or more ``/``, or one ``/`` with a digit ("2022/AL2562"); two words joined by
+    one ``/`` ("USD/JPY", "NYC/Boston", "TCP/IP") are alternatives or a pair, not one value,
+    except for a unit argument (``unit=True``: "mole" → "grams/mole"). When the question does
+    not write ``value`` but writes exactly one word (4+ characters) that ``value`` is plus a
+    ``.ext`` suffix, that word. Other values, and values the question writes as a word of their
+    own, come back unchanged.
     """
     if not isinstance(value, str) or not isinstance(question, str) or not re.search(r"[A-Za-z]", value):
         return value
@@ -1568,9 +1586,14 @@ def whole_token(value: Any, question: Any) -> Any:
     words = [w.strip("'\"()[]{},;:!?.“”‘’") for w in question.split()]
     if not v or v in words:
         return value
+
+    def path_like(w: str) -> bool:
+        if re.search(r"[\\~]", w) or w.count("/") >= 2:
+            return True
+        return w.count("/") == 1 and (bool(re.search(r"\d", w)) or unit)
+
     paths = [
-        w for w in words if w != v and len(v) >= 3 and re.search(r"[/\\~]", w)
-        and not re.fullmatch(r"[A-Z][a-z]+(?:/[A-Z][a-z]+)+", w)  # "Paris/London": two names, not one path
+        w for w in words if w != v and len(v) >= 3 and path_like(w)
         and ((w.startswith(v) and not w[len(v)].isalnum()) or (w.endswith(v) and not w[-len(v) - 1].isalnum()))
     ]
     if len(paths) == 1:

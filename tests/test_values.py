@@ -961,7 +961,10 @@ def test_whole_token_gives_back_paths_and_codes_whole():
     assert whole_token("AL2562", q) == "2022/AL2562"
     assert whole_token("California", q) == "California" and whole_token("2022", q) == "2022"  # a number alone is not extended
     assert whole_token("myfMRI.nii", "Analyze my fMRI data in ~/data/myfMRI.nii from a multi-band sequence.") == "~/data/myfMRI.nii"
-    assert whole_token("mole", "Calculate the molecular weight of Glucose (C6H12O6) in grams/mole.") == "grams/mole"
+    assert whole_token("mole", "Calculate the molecular weight of Glucose (C6H12O6) in grams/mole.", unit=True) == "grams/mole"
+    assert whole_token("mole", "Calculate the molecular weight of Glucose in grams/mole.") == "mole"  # not a unit argument
+    for v, q in (("USD", "the current USD/JPY exchange rate"), ("Boston", "flights NYC/Boston"), ("TCP", "the TCP/IP stack")):
+        assert whole_token(v, q) == v  # two words joined by a slash are a pair, not one value
     assert whole_token("my_data.json", "Train on the provided data my_data.") == "my_data"  # an extension the model added
     assert whole_token("plasma_membrane", "proteins in the plasma membrane?") == "plasma_membrane"
     assert whole_token("Paris", "Flights Paris/London") == "Paris"  # two names, not one path
@@ -991,6 +994,8 @@ def test_call_word_at_an_end_marks_a_copied_clause():
     assert call_word_end("Natural History Museum", {"museum"}) is None  # a capitalised word belongs to the name
     assert call_word_end("county", {"county"}) is None  # one word: names_the_call's case
     assert call_word_end("your_dataset_name", {"dataset"}) is None  # an identifier the question writes
+    assert call_word_end("salt lake city", {"city"}) is None and call_word_end("kansas city", {"city"}) is None  # lower-case names
+    assert call_word_end("2020-2021 season", {"season"}) == "last"
     assert call_word_end("x**3", {"x"}) is None and call_word_end("Boston", set()) is None
     assert call_word_end(None, {"x"}) is None  # type: ignore[arg-type]
 
@@ -1017,12 +1022,11 @@ def test_ordered_pairs_follow_the_question():
     assert in_question_order({"species1": "chimp", "species2": "human", "format": "percentage"}, q) == {
         "species1": "human", "species2": "chimp", "format": "percentage"}
     route = {"start_location": "Los Angeles", "end_location": "San Francisco"}
-    assert in_question_order(route, "Route from San Francisco to Los Angeles") == {"start_location": "San Francisco", "end_location": "Los Angeles"}
-    assert in_question_order(route, "Drive to San Francisco from Los Angeles") == route  # the prepositions say so
+    assert in_question_order(route, "San Francisco is where I end and Los Angeles where I start") == route  # a direction: words decide
+    money = {"from_currency": "USD", "to_currency": "EUR"}
+    assert in_question_order(money, "How many EUR is 100 USD?") == money
     assert in_question_order({"team_1": "Lakers", "team_2": "Clippers"}, "Clippers vs Lakers") == {"team_1": "Clippers", "team_2": "Lakers"}
     assert in_question_order({"species1": "chimp", "species2": "human"}, q, decoded={"species1"}) == {"species1": "chimp", "species2": "human"}
-    assert in_question_order({"from_currency": "USD", "to_currency": "EUR"}, "I have 100 euro. How much is it in USD?") == {
-        "from_currency": "USD", "to_currency": "EUR"}  # "EUR" is not written: nothing to go by
     assert in_question_order(None, q) is None and in_question_order({"a1": 1, "a2": 2}, q) == {"a1": 1, "a2": 2}  # type: ignore[arg-type]
 
 
@@ -1093,6 +1097,14 @@ def test_implied_deck_size_and_die_sides():
     assert implied_value("sides_per_die", die, "the probability of rolling a sum of 7 on a roll of two dice") == 6
     assert implied_value("sides_per_die", die, "rolling two 20-sided dice") is None and implied_value("sides_per_die", die, "roll 2d20") is None
     assert implied_value("number_of_rolls", {"type": "integer", "description": "How many times the die is rolled."}, "roll a die twice") is None
+    for q in ("a deck of 54 cards", "the deck has 48 cards", "a deck of cards with 2 jokers", "a deck of forty cards"):
+        assert implied_value("deck_size", deck, q) is None, q  # the question says how many, or another deck
+    assert implied_value("deck_size", deck, "a deck of playing cards") == 52
+    assert implied_value("cards_drawn", deck, "draw 5 cards from a standard deck") is None  # not the deck's size
+    assert implied_value("target_face", die, "probability of rolling a 4 on a die") is None  # a face, not the faces
+    assert implied_value("num_dice", die, "roll a die") is None
+    for q in ("a die with eight faces", "an octahedral die", "a die numbered 1 to 20"):
+        assert implied_value("dice_faces", die, q) is None, q
 
 
 def test_a_dictionary_the_question_writes_is_stated():
@@ -1130,6 +1142,9 @@ def test_polynomial_coefficients_and_intervals_are_read_from_the_question():
     low_first = {**poly, "description": "Coefficients, lowest degree first."}
     assert polynomial_coefficients("coefficients", low_first, q) == [-4.0, 2.0, 3.0]
     assert polynomial_coefficients("polynomial", poly, "the area under sin(x) + 1") is None  # no polynomial
+    assert polynomial_coefficients("polynomial", poly, "roots of y = x(x+1)") == [1.0, 1.0, 0.0]
+    for bad in ("y = (x+1)^100000", "y = x^(9^9^9)", "y = 9^9^9 x + 1", "y = x^99999999 + 1", "y = x^(10^10)"):
+        assert polynomial_coefficients("polynomial", poly, bad) is None, bad  # refused at once, never expanded
     assert polynomial_coefficients("values", {"type": "array", "items": {"type": "number"}}, q) is None  # not asked for
     limits = {"type": "array", "items": {"type": "number"}, "description": "The lower and upper limit of the integration interval."}
     assert written_interval("limits", limits, q) == [-1.0, 2.0]
