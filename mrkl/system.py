@@ -237,8 +237,9 @@ class MRKL:
                 reason = f"could not extract valid arguments for '{decision.expert}': {decision.error}"
         if answer is None:
             answer = self._fallback(q, trace, reason)
-            if decision.expert is not None and decision.ok:
-                # the expert ran and refused or failed: say so before the model's own answer
+            if decision.expert is not None:
+                # the expert was chosen but refused, failed, or got no usable arguments: say so
+                # before the model's own answer (the whole reason is in the trace)
                 shown = reason if len(reason) <= 300 else reason[:297] + "..."
                 answer.text = f"({shown}; the language model answered instead)\n{answer.text}"
         trace.timings["total"] = time.perf_counter() - t_start

@@ -112,9 +112,11 @@ def parse_json_object(text: str) -> dict[str, Any]:
 
     Tolerates text around the object, Python literals (True/False/None) and
     single-quoted strings when plain JSON fails, and missing closing braces. Output cut
-    off inside a string or a list (the token budget ran out while the model was writing
-    a value, e.g. a runaway ``"... WHERE AlbumId = 1000000000``) is rejected: the value
-    is incomplete, and running an expert on it would answer a different question.
+    off inside a string or a list, or inside a runaway number with braces still open (the
+    token budget ran out while the model was writing a value, e.g. ``"... WHERE AlbumId =
+    1000000000``), is rejected: the value is incomplete, and running an expert on it would
+    answer a different question. ``NaN``, ``Infinity`` and numbers too large for a float
+    are no JSON numbers and are rejected too.
 
     Args:
         text: raw model output.
@@ -123,9 +125,11 @@ def parse_json_object(text: str) -> dict[str, Any]:
         The decoded object.
 
     Raises:
-        ValueError: no JSON object can be decoded, or the output stops inside a string or
-            a list; the message quotes the output (shortened).
+        ValueError: no JSON object can be decoded, or the output stops inside a value (see
+            above); the message quotes the output (shortened). Also for non-text input.
     """
+    if not isinstance(text, str):
+        raise ValueError(f"model output is not text: {type(text).__name__}")
     start = text.find("{")
     if start < 0:
         raise ValueError(f"no JSON object in model output {text[:120]!r}")
@@ -139,7 +143,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
     last_err: Exception | None = None
     for a in attempts:
         try:
-            obj = json.loads(a)
+            obj = json.loads(a, parse_constant=_no_constant, parse_float=_finite_float)
         except json.JSONDecodeError as exc:
             last_err = exc
             continue
@@ -149,11 +153,23 @@ def parse_json_object(text: str) -> dict[str, Any]:
     raise ValueError(f"model output is not valid JSON ({last_err}): {text[:120]!r}")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"model output is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"model output is not valid JSON: {text[:40]} is not a finite number")
+    return value
+
+
 def _balanced(text: str) -> str:
     """The prefix of ``text`` up to the brace that closes its first '{' (closing braces added if missing).
 
     Raises:
-        ValueError: ``text`` ends inside a string or an unclosed list (a cut-off value).
+        ValueError: ``text`` ends inside a string, an unclosed list, or, with braces still open,
+            inside a run of 16 or more digits (a cut-off value).
     """
     depth, in_str, esc = 0, False, False
     stack: list[str] = []
@@ -180,6 +196,9 @@ def _balanced(text: str) -> str:
     if in_str or "]" in stack:
         where = "a string" if in_str else "a list"
         raise ValueError(f"model output is not valid JSON: it stops inside {where} (cut off at the token limit?): {text[-120:]!r}")
+    if stack and re.search(r"\d{16,}\s*$", text):
+        # '{"where": {"AlbumId": 1000000000000000000…': a number the budget cut, not a closed object
+        raise ValueError(f"model output is not valid JSON: it stops inside a number (cut off at the token limit?): {text[-120:]!r}")
     return text + "".join(reversed(stack))
 
 

@@ -82,12 +82,24 @@ def missing_numbers(question: str, schema: dict[str, Any]) -> float:
     question writes (digits and number words, :func:`router.values.question_numbers`). On
     the whole BFCL files this flags 76 of 240 *irrelevance* questions and 20 of 600 relevant
     ones; it is a schema-only version of the ungrounded share, so it needs no decoding.
-    Bad input (a non-string question, a schema without properties) gives 0.0.
+    A nullable number (``["integer", "null"]``) counts; names are counted once. Bad input (a
+    non-string question, a schema without properties, a ``required`` that is not a list) gives 0.0.
+    Values the question implies without writing numbers (a deck's 52 cards, "next week") are
+    not counted, so such questions get 1.0: one reason the weight κ is calibrated, not fixed.
     """
     if not isinstance(question, str) or not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return 0.0
     props = schema["properties"]
-    req = [k for k in schema.get("required") or [] if isinstance(props.get(k), dict) and props[k].get("type") in ("integer", "number")]
+    required = schema.get("required")
+    if not isinstance(required, (list, tuple)):
+        return 0.0
+
+    def numeric(prop: Any) -> bool:
+        t = prop.get("type") if isinstance(prop, dict) else None
+        types = [t] if isinstance(t, str) else t if isinstance(t, list) else []
+        return any(x in ("integer", "number") for x in types)
+
+    req = {k for k in required if isinstance(k, str) and numeric(props.get(k))}
     return 1.0 if len(req) > len(question_numbers(question)) else 0.0
 
 
@@ -207,11 +219,16 @@ class RelevanceGate:
             The report (also kept in :attr:`report`).
 
         Raises:
-            ValueError: no rows, or only one class among them.
+            ValueError: no rows, rows of the wrong shape, only one class among them, or an
+                empty grid or a weight that is negative or not finite.
         """
         if not rows:
             raise ValueError("RelevanceGate.fit needs labelled rows")
-        if any(len(r) not in (3, 4, 5, 6) for r in rows):
+        for label, grid in (("weights", weights), ("margin_weights", margin_weights), ("name_weights", name_weights), ("number_weights", number_weights)):
+            values = list(grid) if isinstance(grid, (list, tuple)) else []
+            if not values or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in values):
+                raise ValueError(f"RelevanceGate.fit: {label} must be a non-empty list of finite weights >= 0, got {grid!r}")
+        if not isinstance(rows, (list, tuple)) or any(not isinstance(r, (list, tuple)) or len(r) not in (3, 4, 5, 6) for r in rows):
             raise ValueError("RelevanceGate.fit rows are (similarity, ungrounded, should_call[, margin[, name overlap[, missing numbers]]])")
         sim = np.array([r[0] for r in rows], dtype=float)
         ung = np.array([r[1] for r in rows], dtype=float)

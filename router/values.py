@@ -266,6 +266,8 @@ def implied_value(name: str, schema: dict[str, Any] | None, question: Any) -> fl
         return None
     if re.search(r"\b(?:initial|starting)\s+(?:velocity|speed)\s+(?:of|is|=|:)?\s*-?\d", question, re.I):
         return None
+    if re.search(r"\d\s*(?:m/s|km/h|kmh|mph|ft/s|meters? per second|miles per hour)\b(?!\s*(?:\^|²|2\b|squared|per second))", question, re.I):
+        return None  # "released at 15 m/s": the question writes a speed
     return 0.0 if _REST_RE.search(question) else None
 
 
@@ -330,8 +332,9 @@ def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: 
 
 
 _INTERVAL_ARG_RE = re.compile(r"\b(?:limits?|interval|range|bounds?)\b", re.I)
+_INTERVAL_NUM = r"(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)"
 _INTERVAL_RE = re.compile(
-    r"\b(?:between|from)\s+(?:[a-z]\s*=\s*)?(-?\d+(?:\.\d+)?)\s+(?:and|to)\s+(?:[a-z]\s*=\s*)?(-?\d+(?:\.\d+)?)\b", re.I
+    r"\b(?:between|from)\s+(?:[a-z]\s*=\s*)?" + _INTERVAL_NUM + r"\s+(?:and|to)\s+(?:[a-z]\s*=\s*)?" + _INTERVAL_NUM + r"(?![\d,.]*\d)", re.I
 )
 
 
@@ -352,7 +355,7 @@ def written_interval(name: str, schema: dict[str, Any] | None, question: Any) ->
     found = _INTERVAL_RE.findall(question)
     if len(found) != 1:
         return None
-    a, b = (float(x) for x in found[0])
+    a, b = (float(x.replace(",", "")) for x in found[0])  # "from 1 to 10,000"
     if items.get("type") == "integer":
         if not (a.is_integer() and b.is_integer()):
             return None
@@ -441,7 +444,9 @@ def _area_words(text: str) -> str:
 def _dimensionality(text: str) -> Any:
     """pint's dimensionality of a unit name (``"km/h"`` → ``[length]/[time]``, ``"Amperes"`` →
     ``[current]``), or None if pint does not know it."""
-    text = _area_words(text).replace("²", "^2").replace("³", "^3")  # "kg/m³" is kg/m^3
+    if not isinstance(text, str):
+        return None
+    text = _area_words(text).replace("²", "^2").replace("³", "^3").replace("⁻¹", "^-1").replace("·", "*")  # "kg/m³", "N·m"
     dim = _pint_dimensionality(text)
     if dim is None and text != text.lower() and len(text.strip()) > 3:
         dim = _pint_dimensionality(text.lower())  # unit names are lower case in pint ("Amperes")
@@ -744,8 +749,9 @@ def written_mapping(question: Any) -> dict[str, Any] | None:
 
     "scores {'math':90, 'science':75}" gives ``{"math": 90, "science": 75}``: a balanced
     ``{...}`` read as JSON or, failing that, as a Python literal (:func:`ast.literal_eval`,
-    which evaluates no code). None when the question writes no dictionary, several, or
-    braces that are not one (``{x}``), and for non-text input. Braces are looked at only in
+    which evaluates no code), kept only when it is plain JSON (no sets, complex numbers, bytes,
+    NaN or infinities). None when the question writes no dictionary, several, or braces that
+    are not one (``{x}``), and for non-text input. Braces are looked at only in
     questions of at most 10,000 characters.
     """
     import ast
@@ -765,11 +771,15 @@ def written_mapping(question: Any) -> dict[str, Any] | None:
                 text = question[start : i + 1]
                 try:
                     value = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     try:
                         value = ast.literal_eval(text)
                     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                         value = None
+                try:  # JSON values only: no sets, complex numbers, bytes, NaN or infinities
+                    json.dumps(value, allow_nan=False)
+                except (TypeError, ValueError, RecursionError):
+                    value = None
                 if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
                     found.append(value)
     return found[0] if len(found) == 1 else None
@@ -804,7 +814,8 @@ def named_options(options: Any, question: Any) -> list[str]:
     spaces ("six_months" in "the last six months"), a trailing plural ``s`` or ``es`` optional
     ("heart" names ``hearts``, "weakness" ``weaknesses``); a short upper-case code (``US``) only as written. An option
     whose every mention lies inside another's ("active" in "lightly active") does not count;
-    "male" in "male and female" does. Duplicates count once. Bad input gives ``[]``.
+    "male" in "male and female" does; a mention after a negation ("not vegan", "non-vegan",
+    "but no dairy") does not count. Duplicates count once. Bad input gives ``[]``.
 
     Args:
         options: the enum values (non-strings are ignored).
@@ -821,8 +832,8 @@ def named_options(options: Any, question: Any) -> list[str]:
         stem = _without_plural_s(words)
         code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
         pattern = r"(?<!\w)" + re.escape(stem) + r"(?:es|s)?(?![\w#+])"  # "C" is not named in "C#" nor "C++"
-        found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I)]
-        if found:
+        found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I) if not _NEGATION_RE.search(plain[: m.start()])]
+        if found:  # "not vegan", "non-vegan", "no dairy": a negated mention names nothing
             spans[opt] = found
 
     def inside(a: str, b: str) -> bool:  # every mention of a lies within a mention of b
@@ -872,12 +883,13 @@ def _json_type(schema: dict[str, Any]) -> Any:
 
 
 def _without_plural_s(word: str) -> str:
-    """``word`` without a trailing plural ``s`` or ``es`` (words of four or more letters): "hearts" →
-    "heart", "weaknesses" → "weakness", "matches" → "match"; "gas" and "weakness" stay."""
-    low = word.lower()
-    if len(word) <= 3 or not low.endswith("s") or low.endswith("ss"):
-        return word
-    if re.search(r"(?:ss|sh|ch|x|z)es$", low):
+    """``word`` without a trailing plural ``s`` or ``es``: "hearts" → "heart", "weaknesses" →
+    "weakness", "matches" → "match". Words of four letters or fewer ("news", "days", "gas")
+    and words in -ss, -us, -is ("weakness", "status", "Paris") stay; so does a non-string."""
+    low = word.lower() if isinstance(word, str) else ""
+    if len(low) <= 4 or not low.endswith("s") or re.search(r"(?:ss|us|is)$", low):
+        return word  # "news", "lens", "Mars", "status", "Paris": no plural s to take
+    if re.search(r"(?:ss|sh|ch|x)es$", low):
         return word[:-2]
     return word[:-1]
 
@@ -938,7 +950,9 @@ def _digits(text: str) -> str:
     return sign + mantissa.replace(".", "").strip("0")
 
 
-_COMPASS_RE = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s*°?\s*([NSEW])(?![A-Za-z])")
+_COMPASS_RE = re.compile(
+    r"(?<![\w.])(\d{1,2}(?:\.\d+)?)\s*°?\s*([NS])(?![A-Za-z])\s*,?\s*(\d{1,3}(?:\.\d+)?)\s*°?\s*([EW])(?![A-Za-z])"
+)
 
 
 def with_compass_sign(value: Any, question: Any) -> Any:
@@ -946,16 +960,20 @@ def with_compass_sign(value: Any, question: Any) -> Any:
 
     "(33.4484 N, 112.0740 W)" means latitude 33.4484 and longitude -112.074: south and west
     are negative. A positive number (or each number of a list) equal to one the question
-    writes before ``S`` or ``W`` becomes negative, when the question writes coordinates at all
-    (a number before ``N``/``S`` and one before ``E``/``W``). Other values come back unchanged
-    ("5 W" alone is five watts).
+    writes before ``S`` or ``W`` *in a coordinate pair* (a latitude up to 99 with ``N``/``S``
+    followed by a longitude with ``E``/``W``) becomes negative. Other values come back
+    unchanged: "a force of 40 N with a power of 20 W" is newtons and watts.
     """
     if not isinstance(question, str):
         return value
-    marks = _COMPASS_RE.findall(question)
-    if not (any(d in "NS" for _n, d in marks) and any(d in "EW" for _n, d in marks)):
+    negative = set()
+    for lat, ns, lon, ew in _COMPASS_RE.findall(question):  # a pair "34.05 N, 118.24 W"
+        if ns == "S":
+            negative.add(float(lat))
+        if ew == "W":
+            negative.add(float(lon))
+    if not negative:
         return value
-    negative = {float(n) for n, d in marks if d in "SW"}
 
     def signed(x: Any) -> Any:
         if isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and float(x) in negative:
@@ -1548,18 +1566,23 @@ def clock_hour(name: str, schema: Any, question: Any) -> int | None:
 
     "open until at least 11 PM" → 23 for ``operating_hours`` described as "This is in 24 hour
     format" (a small model copies the 11). Noon is 12 PM and midnight 12 AM (0). Questions
-    with no such time or with two different ones, arguments that are not numbers or whose
-    description does not speak of the 24-hour clock, and bad input give None.
+    with no such time, with two different ones or with minutes ("6:30 am"), arguments that are
+    not numbers, name minutes, or whose description does not speak of the 24-hour clock or
+    asks for minutes too ("HHMM", "13.5 for 1:30 PM", "not 24 hour format"), and bad input
+    give None.
     """
     if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") not in ("integer", "number"):
         return None
-    if not re.search(r"\b24[- ]?(?:hour|hr|h)\b", str(schema.get("description", "")), re.I):
+    desc = str(schema.get("description", ""))
+    if not re.search(r"\b24[- ]?(?:hour|hr|h)\b", desc, re.I) or re.search(r"\bnot\b[^.]{0,20}\b24|hhmm|hh:mm|minute|\d\.\d", desc, re.I):
+        return None  # "HHMM", "13.5 for 1:30 PM", "not 24 hour": hours alone are not what it wants
+    if "minute" in str(name).lower():
         return None
     hours = set()
     for m in _CLOCK_RE.finditer(question):
         h = int(m.group(1))
-        if not 1 <= h <= 12:
-            return None
+        if not 1 <= h <= 12 or re.match(r"\d{1,2}:(?!00)", m.group(0)):
+            return None  # "6:30 am" is no whole hour
         hours.add(h % 12 + (12 if m.group(2).lower() == "p" else 0))
     return hours.pop() if len(hours) == 1 else None
 

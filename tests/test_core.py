@@ -214,7 +214,8 @@ def test_invalid_json_is_repaired_once_then_accepted():
 def test_unparseable_output_after_repair_is_a_clear_error_then_fallback():
     backend = ScriptedBackend(card_scorer("add"), outputs=["garbage ]]]", "still garbage"], chat_reply="fallback")
     answer = _system(backend).ask("add 2 and 3")
-    assert answer.expert == FALLBACK and answer.text == "fallback"
+    assert answer.expert == FALLBACK and answer.text.endswith("; the language model answered instead)\nfallback")
+    assert answer.text.startswith("(could not extract valid arguments for 'add': ")  # the user sees why
     assert "could not extract valid arguments for 'add'" in answer.trace.fallback_reason
     assert answer.trace.decision.error and answer.trace.steps[0].error
 

@@ -978,7 +978,10 @@ def test_clock_hour_on_a_24_hour_clock():
 
     d = {"type": "integer", "description": "Preferred latest closing time. E.g. 11 means 11 PM. This is in 24 hour format."}
     assert clock_hour("operating_hours", d, "Find a vegan restaurant that opens until at least 11 PM.") == 23
-    assert clock_hour("operating_hours", d, "closing after 7:30 a.m.") == 7
+    assert clock_hour("operating_hours", d, "closing after 7:30 a.m.") is None  # minutes: not a whole hour
+    assert clock_hour("operating_hours", d, "closing after 7:00 p.m.") == 19
+    assert clock_hour("time", {"type": "integer", "description": "Time in 24-hour format as HHMM, e.g. 1430."}, "an alarm for 6 am") is None
+    assert clock_hour("minute", d, "at 6 pm") is None
     assert clock_hour("operating_hours", d, "at 12 AM") == 0 and clock_hour("operating_hours", d, "at 12 pm") == 12
     assert clock_hour("operating_hours", d, "from 9am to 5 p.m.") is None  # two times: not stated
     assert clock_hour("operating_hours", {"type": "integer", "description": "closing hour"}, "until 11 PM") is None
@@ -1163,3 +1166,36 @@ def test_compass_letters_sign_coordinates():
     assert with_compass_sign(5, "a 5 W light bulb") == 5  # watts, not a coordinate
     assert with_compass_sign([-33.9, 151.2], "Sydney is at 33.9 S, 151.2 E") == [-33.9, 151.2]  # already signed
     assert with_compass_sign("x", q) == "x" and with_compass_sign(3, None) == 3  # type: ignore[arg-type]
+
+
+def test_review_findings_on_the_new_rules():
+    from router.arguments import invented, names_the_call
+    from router.llm_router import parse_json_object
+    from router.relevance import RelevanceGate, missing_numbers
+    from router.values import _dimensionality, _without_plural_s, implied_value, named_option, named_options
+    from router.values import with_compass_sign, written_interval, written_mapping
+
+    assert with_compass_sign(20, "A motor exerts a force of 40 N with a power output of 20 W.") == 20  # newtons and watts
+    assert with_compass_sign(300, "a 300 W solar panel at 34 N, 118 W") == 300
+    assert written_interval("range", {"type": "array", "items": {"type": "integer"}}, "5 random numbers from 1 to 10,000") == [1, 10000]
+    assert written_mapping("Similarity of {'a': {1, 2, 3}, 'b': {2, 3}}") is None  # sets are no JSON
+    assert written_mapping('{"a": ' + "[" * 3000 + "]" * 3000 + "}") is None  # too deep: no RecursionError
+    assert [_without_plural_s(w) for w in ("news", "status", "Paris", "lens", "Mars")] == ["news", "status", "Paris", "lens", "Mars"]
+    assert named_option(["news", "reviews", "sports"], "Any new articles about Apple?") is None
+    assert named_option(["vegan", "vegetarian", "keto"], "a dinner recipe that is not vegan") is None
+    assert named_options(["nuts", "dairy"], "snacks with nuts but no dairy") == ["nuts"]
+    assert implied_value("initial_velocity", {"type": "number"}, "A ball is released at 15 m/s") is None  # a written speed
+    assert _dimensionality("N·m") == _dimensionality("J") and _dimensionality(None) is None  # a torque is an energy in kind
+    assert not invented("Zürich", "weather in Zurich", "city") and not invented("new_york_city", "hotels in new york city", "city")
+    assert names_the_call("x", "x") is False  # type: ignore[arg-type]
+    assert missing_numbers("x", {"properties": {"a": {"type": ["integer", "null"]}}, "required": ["a"]}) == 1.0
+    assert missing_numbers("x", {"properties": {"a": {"type": "integer"}}, "required": [["a"]]}) == 0.0
+    for text, where in (('{"where": {"AlbumId": 100000000000000000000000000', "a number"), ('{"a": NaN}', "NaN"), ('{"a": 1e99999}', "finite")):
+        with pytest.raises(ValueError, match=where):
+            parse_json_object(text)
+    with pytest.raises(ValueError):
+        parse_json_object(None)  # type: ignore[arg-type]
+    rows = [(0.5, 0.0, True), (0.3, 0.0, False)]
+    for bad in ((), (float("nan"),), (-0.1,)):
+        with pytest.raises(ValueError, match="weights"):
+            RelevanceGate().fit(rows, number_weights=bad)
