@@ -64,6 +64,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    negative_name,
     with_compass_sign,
     polynomial_coefficients,
     written_interval,
@@ -742,15 +743,15 @@ def stated_value(name: str, schema: dict[str, Any], question: str, others: dict[
         flag = flag_mentioned(name, question)
         return flag is not None, flag
     if kind == "string":
-        named = named_option(described_options(schema) or schema.get("enum"), question)
+        named = named_option(described_options(schema) or schema.get("enum"), question, negative_name(name))
         if named is None and "enum" not in schema:
             named = stated_unit(name, schema, question) or stated_date(name, schema, question, others)
         if named is None and "enum" not in schema and not is_expression_argument(name, schema):
-            named = named_option(described_examples(schema), question)  # "patent lawsuits", e.g. 'Patent' → "Patent"
+            named = named_option(described_examples(schema), question, negative_name(name))  # "patent lawsuits" → "Patent"
         return named is not None, named
     items = schema.get("items")
     if kind == "array" and isinstance(items, dict) and _type_of(items) == "string":
-        names = named_options(described_options(items) or items.get("enum"), question)
+        names = named_options(described_options(items) or items.get("enum"), question, negative_name(name))
         return bool(names), names or None
     if kind == "array":
         written = polynomial_coefficients(name, schema, question)  # y=3x^2 + 2x - 4 → [3, 2, -4]

@@ -59,6 +59,7 @@ from typing import Any
 from llm_backends.constrained import unpack_number_lists
 
 __all__ = [
+    "negative_name",
     "with_compass_sign",
     "polynomial_coefficients",
     "written_interval",
@@ -807,7 +808,7 @@ def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
     return out or None
 
 
-def named_options(options: Any, question: Any) -> list[str]:
+def named_options(options: Any, question: Any, negated: bool = False) -> list[str]:
     """The options of a closed set that the question writes, in the options' order.
 
     Options are matched case-insensitively on word boundaries, ``_`` and ``-`` read as
@@ -815,7 +816,8 @@ def named_options(options: Any, question: Any) -> list[str]:
     ("heart" names ``hearts``, "weakness" ``weaknesses``); a short upper-case code (``US``) only as written. An option
     whose every mention lies inside another's ("active" in "lightly active") does not count;
     "male" in "male and female" does; a mention after a negation ("not vegan", "non-vegan",
-    "but no dairy") does not count. Duplicates count once. Bad input gives ``[]``.
+    "but no dairy") does not count, unless ``negated`` (the argument's name is itself negative:
+    ``avoid`` takes "avoiding highways and toll roads"). Duplicates count once. Bad input gives ``[]``.
 
     Args:
         options: the enum values (non-strings are ignored).
@@ -832,7 +834,9 @@ def named_options(options: Any, question: Any) -> list[str]:
         stem = _without_plural_s(words)
         code = len(words) <= 3 and words.isupper()  # "US", "UK": a code, not the word "us"
         pattern = r"(?<!\w)" + re.escape(stem) + r"(?:es|s)?(?![\w#+])"  # "C" is not named in "C#" nor "C++"
-        found = [m.span() for m in re.finditer(pattern, plain, 0 if code else re.I) if not _NEGATION_RE.search(plain[: m.start()])]
+        found = [
+            m.span() for m in re.finditer(pattern, plain, 0 if code else re.I) if negated or not _NEGATION_RE.search(plain[: m.start()])
+        ]
         if found:  # "not vegan", "non-vegan", "no dairy": a negated mention names nothing
             spans[opt] = found
 
@@ -842,17 +846,23 @@ def named_options(options: Any, question: Any) -> list[str]:
     return [o for o in spans if not any(inside(o, other) for other in spans)]
 
 
-def named_option(options: Any, question: Any) -> str | None:
+def negative_name(name: Any) -> bool:
+    """Whether an argument's name is itself negative (``avoid``, ``exclude_weekends``, ``no_tolls``):
+    its values are what the question negates."""
+    return isinstance(name, str) and bool(set(_identifier_words(name)) & _NEGATIVE_NAME_WORDS)
+
+
+def named_option(options: Any, question: Any, negated: bool = False) -> str | None:
     """The one option of a closed set that the question writes (:func:`named_options`), or None
     when it writes none or several (the model decides). When it writes none as it is, a
     lower-case option ending in "-ed" is named by its stem ("in detail" names ``detailed``)."""
-    hits = named_options(options, question)
+    hits = named_options(options, question, negated)
     if not hits and isinstance(options, (list, tuple)) and isinstance(question, str):
         # "in detail" names "detailed": an -ed option by its stem, when no option is written as it is
         hits = []
         for o in options:
             m = re.search(r"(?<!\w)" + o[:-2] + r"s?(?!\w)", question, re.I) if isinstance(o, str) and re.fullmatch(r"[a-z]{4,}ed", o) else None
-            if m and not _NEGATION_RE.search(question[: m.start()]):
+            if m and (negated or not _NEGATION_RE.search(question[: m.start()])):
                 hits.append(o)  # not "no limit" for "limited"
     return hits[0] if len(hits) == 1 else None
 

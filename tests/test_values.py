@@ -1184,6 +1184,11 @@ def test_review_findings_on_the_new_rules():
     assert named_option(["news", "reviews", "sports"], "Any new articles about Apple?") is None
     assert named_option(["vegan", "vegetarian", "keto"], "a dinner recipe that is not vegan") is None
     assert named_options(["nuts", "dairy"], "snacks with nuts but no dairy") == ["nuts"]
+    from router.arguments import stated_value
+
+    avoid = {"type": "array", "items": {"type": "string", "enum": ["tolls", "highways", "ferries"]}}
+    q = "Get me the directions from New York to Los Angeles avoiding highways and toll roads."
+    assert stated_value("avoid", avoid, q) == (True, ["tolls", "highways"])  # a negative name takes the negated mentions
     assert implied_value("initial_velocity", {"type": "number"}, "A ball is released at 15 m/s") is None  # a written speed
     assert _dimensionality("N·m") == _dimensionality("J") and _dimensionality(None) is None  # a torque is an energy in kind
     assert not invented("Zürich", "weather in Zurich", "city") and not invented("new_york_city", "hotels in new york city", "city")
