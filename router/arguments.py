@@ -48,9 +48,10 @@ Per argument, the per-field recipe:
    code the question writes becomes the whole of it (:func:`router.values.whole_token`:
    "AL2562" → "2022/AL2562"); names take no words of the
    argument's own name or description nor of other arguments' values (checked again now
-   that all values are known; step 3 checks against the earlier arguments). An ordered pair
-   (``species1``/``species2``, ``from_``/``to_``) written the other way round in the question is
-   swapped (:func:`in_question_order`).
+   that all values are known; step 3 checks against the earlier arguments). A numbered pair
+   (``species1``/``species2``) written the other way round in the question is swapped
+   (:func:`in_question_order`), and so are two numbers the question names the other way round
+   (:func:`named_numbers_swapped`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from typing import Any, Sequence
 
 from llm_backends.base import LLMBackend
@@ -225,8 +227,6 @@ def invented(value: Any, question: str, name: str = "") -> bool:
 
 def _plain(text: str) -> str:
     """Lower case without accents ("Zürich" → "zurich"), for comparing a value with the question."""
-    import unicodedata
-
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
 
 
@@ -241,11 +241,16 @@ def _singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+def _own_words(name: str) -> set[str]:
+    """The words of an argument's own name, singular ("trophies" → "trophy")."""
+    return {_singular(w) for w in _name_words(name)}
+
+
 def _own_name(value: str, name: str) -> bool:
     """Whether a string value is only words of the argument's own name ("contract" for ``contract_type``,
     "trophies" for ``trophy``; singular and plural alike)."""
     words = {_singular(w) for w in re.split(r"[\W_]+", value.lower()) if w}
-    return bool(words) and bool(name) and words <= {_singular(w) for w in _name_words(name)}
+    return bool(words) and bool(name) and words <= _own_words(name)
 
 
 def call_words(name: str, properties: Any, function_name: str = "") -> set[str]:
@@ -275,7 +280,9 @@ def names_the_call(value: Any, words: set[str]) -> bool:
     return bool(vw) and vw <= words
 
 
-_PAIR_RES = ((re.compile(r"^(.*?)_?1$"), "{}2"), (re.compile(r"^(.*?)_?1$"), "{}_2"))
+#: the first of a numbered pair, and the names its partner may have ("species1" → "species2", "species_2")
+_FIRST_OF_PAIR_RE = re.compile(r"^(.*?)_?1$")
+_PARTNER_NAMES = ("{}2", "{}_2")
 
 
 def _mention(value: str, question: str) -> int:
@@ -300,11 +307,11 @@ def in_question_order(args: dict[str, Any], question: str, decoded: set[str] | N
         return args
     out = dict(args)
     for a in list(out):
-        for pat, other in _PAIR_RES:
-            m = pat.match(a)
-            if not m:
-                continue
-            b = other.format(m.group(1))
+        m = _FIRST_OF_PAIR_RE.match(a)
+        if not m:
+            continue
+        for partner in _PARTNER_NAMES:
+            b = partner.format(m.group(1))
             if b not in out or (decoded is not None and not {a, b} <= decoded):
                 continue
             va, vb = out[a], out[b]
@@ -793,9 +800,10 @@ class _Taken:
     def add(self, value: Any, question: str, schema: dict[str, Any]) -> None:
         """Record a kept argument value (a converted number also takes the number as written, and a
         number signed by a compass letter, "112.0740 W" as -112.074, the unsigned one)."""
-        self.numbers.extend(_numbers_of(value))
-        self.numbers.extend(-n for n in _numbers_of(value) if n < 0 and not re.search(r"-\s*" + re.escape(number_text(-n)), question))
-        if _numbers_of(value) and isinstance(value, (int, float)) and _finite(float(value)):
+        numbers = _numbers_of(value)
+        self.numbers.extend(numbers)
+        self.numbers.extend(-n for n in numbers if n < 0 and not re.search(r"-\s*" + re.escape(number_text(-n)), question))
+        if numbers and isinstance(value, (int, float)) and _finite(float(value)):
             written = written_numbers(question, schema).get(number_text(value))
             if written is not None:  # 0.0001 taken as 100µF: the written 100 is used too
                 self.numbers.append(float(written))
@@ -1005,7 +1013,7 @@ class ConstrainedArguments:
         ``(value, text)`` unchanged when the question has no span or the span cannot be decoded."""
         avoid = [re.compile(r"(?<!\w)" + re.escape(a.strip().lower()) + r"(?!\w)") for a in also if isinstance(a, str) and a.strip()]
 
-        ends = set(words) | {_singular(w) for w in _name_words(name)}
+        ends = set(words) | _own_words(name)
 
         def keep(span: str) -> bool:
             if call_word_end(span, ends) is not None or names_the_call(span, ends):
@@ -1032,7 +1040,7 @@ class ConstrainedArguments:
             return self._copied(running, field, question, taken, value, text, name, words=words)
         if names_the_call(value, words):
             return self._copied(running, field, question, taken, value, text, name, also=[value], words=words)
-        end = call_word_end(value, words | {_singular(w) for w in _name_words(name)})
+        end = call_word_end(value, words | _own_words(name))
         if end == "first":
             return self._copied(running, field, question, taken, value, text, name, words=words)
         if end == "last":
@@ -1160,6 +1168,7 @@ class ConstrainedArguments:
             stated, value = statements[name]
             if kind == "boolean" and not stated and name not in required and ground_optional:
                 continue  # an optional flag the question does not speak of keeps its default
+            words = call_words(name, schema["properties"], function_name)  # for names_the_call, here and when keeping
             prefix = ("" if first else ", ") + json.dumps(name) + ":"
             running += prefix
             first = False
@@ -1174,7 +1183,6 @@ class ConstrainedArguments:
                         kind == "string" and name in required and "enum" not in field
                         and not is_expression_argument(name, sub_schema)
                     ):
-                        words = call_words(name, schema["properties"], function_name)
                         value, text = self._required_string(running, field, question, taken, value, text, name, words)
                     fields[name] = field
                 if stated:
@@ -1217,7 +1225,7 @@ class ConstrainedArguments:
                 and not (isinstance(value, str) and not stated and _own_name(value, name))  # month="month"
                 and not (
                     kind == "string" and not stated and "enum" not in fields.get(name, sub_schema)
-                    and names_the_call(value, call_words(name, schema["properties"], function_name))
+                    and names_the_call(value, words)
                 )  # unit="weight" beside weight
             )
             if keep:

@@ -31,6 +31,7 @@ should-not-call questions with several candidates too (see
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -146,6 +147,11 @@ def _normalised_from(name: str, prop: Any, value: Any, question: str) -> bool:
     return False
 
 
+def _bonus_column(values: np.ndarray) -> np.ndarray:
+    """A column of margins, overlaps or missing-number flags as :func:`_bonus` reads each: NaN and negatives are 0."""
+    return np.where(np.isfinite(values) & (values > 0), values, 0.0)
+
+
 def _bonus(x: Any) -> float:
     """A margin or overlap as a bonus term: a finite positive number, else 0.0 (None, NaN, negative, not a number)."""
     try:
@@ -234,33 +240,31 @@ class RelevanceGate:
         ung = np.array([r[1] for r in rows], dtype=float)
         y = np.array([bool(r[2]) for r in rows])
         mar = np.array([r[3] if len(r) >= 4 else 0.0 for r in rows], dtype=float)
-        mar = np.where(np.isfinite(mar) & (mar > 0), mar, 0.0)
+        mar = _bonus_column(mar)
         nam = np.array([r[4] if len(r) >= 5 else 0.0 for r in rows], dtype=float)
-        nam = np.where(np.isfinite(nam) & (nam > 0), nam, 0.0)
+        nam = _bonus_column(nam)
         mis = np.array([r[5] if len(r) == 6 else 0.0 for r in rows], dtype=float)
-        mis = np.where(np.isfinite(mis) & (mis > 0), mis, 0.0)
+        mis = _bonus_column(mis)
         if not (np.isfinite(sim).all() and np.isfinite(ung).all()):
             raise ValueError("RelevanceGate.fit needs finite similarities and ungrounded shares")
         if y.all() or (~y).all():
             raise ValueError("RelevanceGate.fit needs questions that should and should not call an expert")
         best = (-1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # (bacc, λ, τ, μ, ν, κ)
         target: tuple[float, ...] | None = None  # (call rate, bacc, λ, τ, μ, ν, κ)
-        for kappa in number_weights:
-            for nu in name_weights:
-                for mu in margin_weights:
-                    for lam in weights:
-                        s = sim - lam * ung + mu * mar + nu * nam - kappa * mis
-                        cand = np.unique(s)
-                        taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
-                        for tau in taus:
-                            call = s >= tau
-                            rel, irr = float(call[y].mean()), float((~call[~y]).mean())
-                            bacc = 0.5 * (rel + irr)
-                            if bacc > best[0] + 1e-12:
-                                best = (float(bacc), float(lam), float(tau), float(mu), float(nu), float(kappa))
-                            if min_no_call is not None and irr >= min_no_call - 1e-12:
-                                if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
-                                    target = (rel, bacc, float(lam), float(tau), float(mu), float(nu), float(kappa))
+        # grid order kept from the nested loops (κ outermost, λ innermost): ties go to the earlier values
+        for kappa, nu, mu, lam in itertools.product(number_weights, name_weights, margin_weights, weights):
+            s = sim - lam * ung + mu * mar + nu * nam - kappa * mis
+            cand = np.unique(s)
+            taus = np.concatenate([[cand[0] - 1e-6], (cand[:-1] + cand[1:]) / 2, [cand[-1] + 1e-6]])
+            for tau in taus:
+                call = s >= tau
+                rel, irr = float(call[y].mean()), float((~call[~y]).mean())
+                bacc = 0.5 * (rel + irr)
+                if bacc > best[0] + 1e-12:
+                    best = (float(bacc), float(lam), float(tau), float(mu), float(nu), float(kappa))
+                if min_no_call is not None and irr >= min_no_call - 1e-12:
+                    if target is None or (rel, bacc) > (target[0] + 1e-12, target[1] + 1e-12):
+                        target = (rel, bacc, float(lam), float(tau), float(mu), float(nu), float(kappa))
         if target is not None:
             best = target[1:]
         self.weight, self.threshold, self.margin_weight, self.name_weight, self.number_weight = best[1], best[2], best[3], best[4], best[5]

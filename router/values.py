@@ -284,6 +284,26 @@ _COEFF_ARG_RE = re.compile(r"\b(?:coefficients?|polynomial)\b", re.I)
 _ASCENDING_RE = re.compile(r"\b(?:increasing|ascending|lowest|constant term first|starting (?:from|with) the constant)\b", re.I)
 
 
+def _asked_number_list(name: Any, schema: Any, question: Any, asks: re.Pattern[str]) -> str | None:
+    """The item type (``"number"`` or ``"integer"``) of a list-of-numbers argument whose name or
+    description ``asks`` for what a reader gives (coefficients, an interval); None otherwise or on bad input."""
+    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
+        return None
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if items.get("type") not in ("number", "integer"):
+        return None
+    if not (asks.search(str(name).replace("_", " ")) or asks.search(str(schema.get("description", "")))):
+        return None
+    return items["type"]
+
+
+def _as_items(values: list[float], item_type: str) -> list[Any] | None:
+    """``values`` as a list of ``item_type``: ints for ``"integer"`` (None if one is not whole)."""
+    if item_type != "integer":
+        return values
+    return [int(v) for v in values] if all(v.is_integer() for v in values) else None
+
+
 def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: Any) -> list[float] | None:
     """The coefficients of the one polynomial the question writes, for a list-of-numbers argument
     that asks for them ("The coefficients of the polynomial, in decreasing order of exponent").
@@ -297,13 +317,8 @@ def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: 
     20 (``(x+1)^100000`` would take sympy minutes and gigabytes) or the expression is longer
     than 200 characters, and on bad input.
     """
-    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
-        return None
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    if items.get("type") not in ("number", "integer"):
-        return None
-    desc = str(schema.get("description", ""))
-    if not (_COEFF_ARG_RE.search(str(name).replace("_", " ")) or _COEFF_ARG_RE.search(desc)):
+    item_type = _asked_number_list(name, schema, question, _COEFF_ARG_RE)
+    if item_type is None:
         return None
     exprs = math_expressions(question)
     if len(exprs) != 1 or len(exprs[0]) > 200:
@@ -323,13 +338,9 @@ def polynomial_coefficients(name: str, schema: dict[str, Any] | None, question: 
         coeffs = [float(c) for c in sympy.Poly(expr, symbols[0]).all_coeffs()]
     except Exception:  # noqa: BLE001 - not a polynomial sympy can read: no opinion
         return None
-    if _ASCENDING_RE.search(desc):
+    if _ASCENDING_RE.search(str(schema.get("description", ""))):
         coeffs.reverse()
-    if items.get("type") == "integer":
-        if not all(c.is_integer() for c in coeffs):
-            return None
-        return [int(c) for c in coeffs]
-    return coeffs
+    return _as_items(coeffs, item_type)
 
 
 _INTERVAL_ARG_RE = re.compile(r"\b(?:limits?|interval|range|bounds?)\b", re.I)
@@ -346,22 +357,13 @@ def written_interval(name: str, schema: dict[str, Any] | None, question: Any) ->
     "the area under the curve ... between x = -1 and x = 2" → ``[-1.0, 2.0]`` (ints for an
     integer list). None for other arguments, for no such phrase or several, and on bad input.
     """
-    if not isinstance(schema, dict) or not isinstance(question, str) or schema.get("type") != "array":
-        return None
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    if items.get("type") not in ("number", "integer"):
-        return None
-    if not (_INTERVAL_ARG_RE.search(str(name).replace("_", " ")) or _INTERVAL_ARG_RE.search(str(schema.get("description", "")))):
+    item_type = _asked_number_list(name, schema, question, _INTERVAL_ARG_RE)
+    if item_type is None:
         return None
     found = _INTERVAL_RE.findall(question)
     if len(found) != 1:
         return None
-    a, b = (float(x.replace(",", "")) for x in found[0])  # "from 1 to 10,000"
-    if items.get("type") == "integer":
-        if not (a.is_integer() and b.is_integer()):
-            return None
-        return [int(a), int(b)]
-    return [a, b]
+    return _as_items([float(x.replace(",", "")) for x in found[0]], item_type)  # "from 1 to 10,000"
 
 
 def is_expression_argument(name: str, schema: dict[str, Any] | None) -> bool:
