@@ -300,8 +300,8 @@ def in_question_order(args: dict[str, Any], question: str, decoded: set[str] | N
     ``destination``) are left alone: their order is in the words ("How many EUR is 100 USD?",
     "kilometers in 5 miles"), not in the question's order. Both values must be written in the
     question as whole words; nothing is swapped when the question puts "from"/"to"/"into"/"in"
-    right before the values as they stand, nor when ``decoded`` (the arguments the model wrote,
-    not stated ones) does not hold both. Other arguments are unchanged.
+    right before the values as they stand, nor when ``decoded`` (a set of the *names* of the
+    arguments the model wrote, not stated ones) does not hold both. Other arguments are unchanged.
     """
     if not isinstance(args, dict) or not isinstance(question, str):
         return args
@@ -342,7 +342,8 @@ def named_numbers_swapped(args: dict[str, Any], properties: Any, question: str, 
     A small model often puts two similar numbers in each other's place ("100 million
     outstanding shares and total dividend payout of 50 million" → ``total_payout`` 100000000).
     When :func:`router.values.named_number` gives argument ``a`` the value the model wrote for
-    ``b`` and ``b`` the value written for ``a`` (both decoded, different), they are swapped.
+    ``b`` and ``b`` the value written for ``a`` (both different, and both named in ``decoded``, the
+    set of names of the arguments the model wrote, when it is given), they are swapped.
     Only an exact exchange is undone, so a converted value (a percentage as a fraction) is never
     touched. Other arguments, and bad input, come back unchanged.
     """
