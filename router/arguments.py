@@ -66,6 +66,7 @@ from llm_backends.base import LLMBackend
 from llm_backends.constrained import CopyBias, JSONSchemaConstraint, number_spans
 from llm_backends.errors import BackendError
 from router.values import (
+    _without_plural_s,
     negative_name,
     with_compass_sign,
     polynomial_coefficients,
@@ -105,7 +106,8 @@ from router.values import (
 )
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end",
-           "in_question_order", "named_numbers_swapped"]
+           "in_question_order", "named_numbers_swapped",
+           "without_content", "numeric_text_argument", "other_option", "not_an_email", "tidy_items"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -280,6 +282,90 @@ def names_the_call(value: Any, words: set[str]) -> bool:
     return bool(vw) and vw <= words
 
 
+_TIME_WORDS = frozenset(
+    "past next last previous coming upcoming recent latest current ago year years month months week weeks "
+    "day days hour hours minute minutes today tomorrow yesterday".split()
+)
+#: an argument whose string value may be only numbers and time words (an id, a code, a date, a period)
+_NUMERIC_TEXT_RE = re.compile(
+    r"\b(?:ids?|identifiers?|codes?|zip|postal|numbers?|num|no|years?|dates?|times?|period|duration|range|frame|"
+    r"timeframe|when|days?|weeks?|months?|hours?|version|phone|pin|isbn|quantity|amount|size|age|score|rating|level|"
+    r"count|limit|digits?|value)\b",
+    re.I,
+)
+
+
+def without_content(value: Any) -> bool:
+    """Whether a string value is only numbers and function or time words: ``"2020"``, ``"12"``, ``"past 5"``.
+
+    Such a value for a name, place or topic is a number the model copied into the wrong
+    argument ("Mississippi river in 2020" → ``location="2020"``; "12 pack … near San Jose" →
+    ``loc="12"``). Non-strings, empty strings and strings with any other word: False.
+    """
+    if not isinstance(value, str):
+        return False
+    words = re.findall(r"[^\W_]+", value.lower())
+    return bool(words) and all(w.isdigit() or w in _FUNCTION_WORDS or w in _TIME_WORDS for w in words)
+
+
+def numeric_text_argument(name: str, schema: Any) -> bool:
+    """Whether a string argument may hold only numbers and time words: its name or description
+    speaks of an id, code, number, date, time or period (``zip_code``, ``"The year …"``,
+    ``time_frame``), or it has a ``format``."""
+    schema = schema if isinstance(schema, dict) else {}
+    if "format" in schema:
+        return True
+    text = " ".join(_name_words(name)) + " " + str(schema.get("description") or "")
+    return bool(_NUMERIC_TEXT_RE.search(text))
+
+
+def _option_key(text: str) -> str:
+    """A string compared as an option: plain lower case, words without plural s, single spaces."""
+    return " ".join(_without_plural_s(w) for w in re.split(r"[\W_]+", _plain(text)) if w)
+
+
+def other_option(value: Any, name: str, properties: Any) -> bool:
+    """Whether a free string value is one of *another* argument's allowed values (its ``enum`` or
+    the options its description lists): ``name="historical record"`` beside
+    ``source`` ∈ {"scriptures", "historical records"}. That value belongs to the other
+    argument, not to this one. Compared in plain lower case, plural and singular alike.
+    """
+    if not isinstance(value, str) or not value.strip() or not isinstance(properties, dict):
+        return False
+    key = _option_key(value)
+    for other, sub in properties.items():
+        if other == name or not isinstance(sub, dict):
+            continue
+        options = sub.get("enum") if isinstance(sub.get("enum"), list) else described_options(sub) or []
+        if any(isinstance(o, str) and _option_key(o) == key for o in options):
+            return True
+    return False
+
+
+_EMAIL_ARG_RE = re.compile(r"\be-?mail\s+address", re.I)
+
+
+def not_an_email(value: Any, name: str, schema: Any) -> bool:
+    """Whether a string value of an e-mail argument (named ``email``/``e_mail``, or described as an
+    "email address") has no ``@``: ``cc="John Doe"`` is a name, not an address. ("The subject of the
+    email" describes no address.)"""
+    if not isinstance(value, str) or not isinstance(schema, dict):
+        return False
+    named = bool({"email", "mail"} & _name_words(name))
+    return (named or bool(_EMAIL_ARG_RE.search(str(schema.get("description") or "")))) and "@" not in value
+
+
+def misfit(value: Any, name: str, schema: Any, properties: Any) -> bool:
+    """Whether a free string value is of the wrong kind for its argument: only numbers and time words
+    where the argument is no id, code or period (:func:`without_content`), another argument's allowed
+    value (:func:`other_option`), or no address for an e-mail argument (:func:`not_an_email`)."""
+    return (
+        (without_content(value) and not numeric_text_argument(name, schema))
+        or other_option(value, name, properties)
+        or not_an_email(value, name, schema)
+    )
+
+
 #: the first of a numbered pair, and the names its partner may have ("species1" → "species2", "species_2")
 _FIRST_OF_PAIR_RE = re.compile(r"^(.*?)_?1$")
 _PARTNER_NAMES = ("{}2", "{}_2")
@@ -403,11 +489,20 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
     ``"London 2022/08/16"`` when the date is a separate argument. When ``value`` ends with
     another argument's string value (3+ characters), or with a date as the question writes
     it (see :func:`router.values.question_dates`), joined by a space or "in"/"at"/"from"/
-    "on"/"of"/"for"/"near", that tail is dropped ("New York, NY" keeps its state). A value that is nothing but the tail, and
-    anything but a string, comes back unchanged.
+    "on"/"near", that tail is dropped ("New York, NY" keeps its state). So is another argument's
+    number after "of"/"in"/"from"/"for"/"during"/"since" ("Criminal Law Amendment Act of 2013"
+    beside ``amendment_year=2013``). A value that is nothing but the tail, and anything but a
+    string, comes back unchanged.
     """
     if not isinstance(value, str) or not isinstance(question, str) or not isinstance(others, (list, tuple)):
         return value
+    for o in others:
+        if isinstance(o, (int, float)) and not isinstance(o, bool) and _finite(o):
+            m = re.fullmatch(
+                r"(.*?[^\W\d_].*?)\s+(?:of|in|from|for|during|since)\s+" + re.escape(number_text(o)) + r"[\s.,;:!?]*", value, re.I | re.S
+            )
+            if m:
+                return m.group(1).strip()
     tails = [o.strip() for o in others if isinstance(o, str) and len(o.strip()) >= 3]
     low = value.lower()
     for start, _date in question_dates(question):
@@ -436,7 +531,36 @@ def _grounded_items(value: Any, schema: dict[str, Any], question: str) -> Any:
     if not all(isinstance(v, str) for v in value) or not isinstance(question, str):
         return value
     q = question.lower().replace("_", " ")
-    return _kept_items(value, [v for v in value if v.strip() and v.lower().replace("_", " ") in q], schema)
+    kept = _kept_items(value, [v for v in value if v.strip() and v.lower().replace("_", " ") in q], schema)
+    return tidy_items(kept, question) if kept is not value else value
+
+
+def tidy_items(value: Any, question: str) -> Any:
+    """A list of strings copied from the question, tidied: each item once (case-insensitive), no item
+    that only joins two others ("pasta with cheese" beside "pasta" and "cheese"), and in the order the
+    question writes them ("cheese", "pasta" → "pasta", "cheese" for "pasta with cheese").
+
+    Items the question does not write keep their place at the end; a list that is not all
+    strings, or would lose its last item, comes back unchanged.
+    """
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) or not isinstance(question, str):
+        return value
+    seen: set[str] = set()
+    once = [v for v in value if not (v.strip().lower() in seen or seen.add(v.strip().lower()))]
+    low = [v.strip().lower() for v in once]
+
+    def joins_others(i: int) -> bool:
+        parts = [o for j, o in enumerate(low) if j != i and o and re.search(r"(?<!\w)" + re.escape(o) + r"(?!\w)", low[i])]
+        return len(parts) >= 2
+
+    kept = [v for i, v in enumerate(once) if not joins_others(i)] or once
+    q = question.lower().replace("_", " ")
+
+    def first_mention(v: str) -> int:
+        m = re.search(r"(?<!\w)" + re.escape(v.strip().lower().replace("_", " ")) + r"(?!\w)", q)
+        return m.start() if m else len(q)
+
+    return sorted(kept, key=first_mention)  # stable: unwritten items keep their order, last
 
 
 def _without_other_values(value: Any, schema: dict[str, Any], others: Sequence[Any]) -> Any:
@@ -1005,12 +1129,13 @@ class ConstrainedArguments:
 
     def _copied(
         self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str = "",
-        also: Sequence[str] = (), words: set[str] = frozenset(),  # type: ignore[assignment]
+        also: Sequence[str] = (), words: set[str] = frozenset(), properties: Any = None,  # type: ignore[assignment]
     ) -> tuple[Any, str]:
         """A required string decoded again as a span of the question (:func:`router.values.span_pattern`:
         up to four words, not across a comma; not one another argument took, nor a word of the argument's name,
         nor a span that contains one of ``also``, that is only words of the argument's name or of ``words`` (the
-        :func:`call_words`), or that starts or ends with such a word in lower case (:func:`call_word_end`));
+        :func:`call_words`), or that starts or ends with such a word in lower case (:func:`call_word_end`), nor one
+        that is of the wrong kind for the argument (:func:`misfit`, with the expert's ``properties``));
         ``(value, text)`` unchanged when the question has no span or the span cannot be decoded."""
         avoid = [re.compile(r"(?<!\w)" + re.escape(a.strip().lower()) + r"(?!\w)") for a in also if isinstance(a, str) and a.strip()]
 
@@ -1019,31 +1144,36 @@ class ConstrainedArguments:
         def keep(span: str) -> bool:
             if call_word_end(span, ends) is not None or names_the_call(span, ends):
                 return False  # "personality type" for type, "voxel" beside voxel_size ("Premier League" for league stays)
+            if misfit(span, name, field, properties):
+                return False  # "12" for a location, "historical record" beside source's "historical records"
             return not any(a.search(span.lower()) for a in avoid)
 
         decoded = self._span_decode(running, field, question, [*taken.strings, *_name_words(name)], taken.strings, taken.numbers, keep)
         return decoded if decoded is not None else (value, text)
 
     def _required_string(
-        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str, words: set[str]
+        self, running: str, field: dict[str, Any], question: str, taken: "_Taken", value: Any, text: str, name: str, words: set[str],
+        properties: Any = None,
     ) -> tuple[Any, str]:
         """A required free string as decoded, or its replacement when the model did not copy a value
         (step 2 of the module docstring): an :func:`invented` value, or one that
         :func:`names_the_call` (``type="restaurant"`` for ``find_restaurant``), is decoded again as
         another span of the question; a copied clause that starts with a lower-case word of the call
         ("scientist that first proposed the theory of evolution") too; one that ends with such a word
-        loses it ("Santa Clara county" → "Santa Clara") when the rest is written in the question.
+        loses it ("Santa Clara county" → "Santa Clara") when the rest is written in the question. A value of
+        the wrong kind (:func:`misfit`: ``location="2020"``, ``name="historical record"`` beside
+        ``source``'s "historical records") is decoded again as another span too.
 
         Returns:
             ``(value, text)``.
         """
         if invented(value, question, name):
-            return self._copied(running, field, question, taken, value, text, name, words=words)
-        if names_the_call(value, words):
-            return self._copied(running, field, question, taken, value, text, name, also=[value], words=words)
+            return self._copied(running, field, question, taken, value, text, name, words=words, properties=properties)
+        if names_the_call(value, words) or misfit(value, name, field, properties):
+            return self._copied(running, field, question, taken, value, text, name, also=[value], words=words, properties=properties)
         end = call_word_end(value, words | _own_words(name))
         if end == "first":
-            return self._copied(running, field, question, taken, value, text, name, words=words)
+            return self._copied(running, field, question, taken, value, text, name, words=words, properties=properties)
         if end == "last":
             cut = re.sub(r"[\s_-]+\S+\s*$", "", value.strip())
             cut = re.sub(r"(?:\s+(?:" + "|".join(sorted(_FUNCTION_WORDS)) + r"))+$", "", cut, flags=re.I)
@@ -1163,7 +1293,13 @@ class ConstrainedArguments:
             statements[name] = (stated and _fits(value, sub_schema), value)
             if statements[name][0] and isinstance(value, str) and len(value.strip()) >= 2:
                 taken.strings.append(value)  # "ounce" for measure: not a span for an earlier argument (metal)
+        # numbers stated for later arguments: an earlier one's copy bias prefers the others ("rolling a 7 with two dice")
+        reserved = {
+            k: float(v) for k, (ok, v) in statements.items()
+            if ok and isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) and number_text(v) in question_numbers(question)
+        }
         for name, sub in schema["properties"].items():
+            reserved.pop(name, None)
             sub_schema = {**sub, **defs} if isinstance(sub, dict) else {}
             kind = _type_of(sub_schema)
             stated, value = statements[name]
@@ -1179,12 +1315,16 @@ class ConstrainedArguments:
                 else:
                     options = described_options(sub_schema)
                     field = {**sub_schema, "enum": options} if options else field_schema(sub_schema, name in required)
-                    value, text = self._decode_field(running, field, question, taken.numbers, taken.strings, name in required)
+                    value, text = self._decode_field(
+                        running, field, question, [*taken.numbers, *reserved.values()], taken.strings, name in required
+                    )
                     if (
                         kind == "string" and name in required and "enum" not in field
                         and not is_expression_argument(name, sub_schema)
                     ):
-                        value, text = self._required_string(running, field, question, taken, value, text, name, words)
+                        value, text = self._required_string(
+                            running, field, question, taken, value, text, name, words, schema["properties"]
+                        )
                     fields[name] = field
                 if stated:
                     repaired = value  # "compounded monthly" is 12, not the question's 12000 snapped to
@@ -1202,7 +1342,7 @@ class ConstrainedArguments:
                     value, text = repaired, " " + _value_text(repaired)
                 elif kind == "string" and name in required and not stated and _part_of_taken(repaired, args, spans, question):
                     # "United" after team="Manchester United": another span of the question
-                    again, _text = self._copied(running, fields[name], question, taken, repaired, text, name)
+                    again, _text = self._copied(running, fields[name], question, taken, repaired, text, name, properties=schema["properties"])
                     if isinstance(again, str):
                         value = repaired = whole_name(again, question, _name_stop(name, sub_schema, taken.strings))
                         text = " " + _value_text(repaired)
@@ -1228,6 +1368,10 @@ class ConstrainedArguments:
                     kind == "string" and not stated and "enum" not in fields.get(name, sub_schema)
                     and names_the_call(value, words)
                 )  # unit="weight" beside weight
+                and not (
+                    kind == "string" and not stated and "enum" not in fields.get(name, sub_schema)
+                    and misfit(value, name, sub_schema, schema["properties"])
+                )  # cc="John Doe" for an e-mail address
             )
             if keep:
                 args[name] = value

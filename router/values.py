@@ -109,6 +109,8 @@ _SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10
 _SUFFIX_SCALES = {"k": 10**3, "m": 10**6, "mn": 10**6, "b": 10**9, "bn": 10**9, "t": 10**12, "tn": 10**12}
 _WORDS = [*_UNITS, *_TEENS, *_TENS, *_SCALES, "hundred", "dozen"]
 _W = "|".join(sorted(_WORDS, key=len, reverse=True))
+_TIMES = {"once": 1, "twice": 2, "thrice": 3}
+_TIMES_RE = re.compile(r"\b(twice|thrice)\b", re.I)  # "once" is too often "at once", "once upon"
 
 _DIGITS = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _TOKEN_RE = re.compile(
@@ -181,7 +183,8 @@ def number_mentions(text: Any, *, words: bool = True) -> list[tuple[str, int]]:
         return []
     out: list[tuple[str, int]] = []
     words_out: list[tuple[str, int]] = []
-    for m in _TOKEN_RE.finditer(unpack_number_lists(text)):
+    src = unpack_number_lists(text)
+    for m in _TOKEN_RE.finditer(src):
         if m.group("num") is not None:
             pos = m.start("num")
             raw = m.group("num").replace(",", "")
@@ -208,6 +211,9 @@ def number_mentions(text: Any, *, words: bool = True) -> list[tuple[str, int]]:
             value = _words_value(spelled)
             if value is not None:
                 words_out.append((number_text(value), m.start("words")))
+    if words:
+        words_out += [(number_text(_TIMES[m.group(1).lower()]), m.start()) for m in _TIMES_RE.finditer(src)]  # "twice": 2
+        words_out.sort(key=lambda x: x[1])
     return out + words_out if words else out
 
 
