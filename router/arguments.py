@@ -107,7 +107,7 @@ from router.values import (
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end",
            "in_question_order", "named_numbers_swapped",
-           "without_content", "numeric_text_argument", "other_option", "not_an_email", "tidy_items"]
+           "without_content", "numeric_text_argument", "other_option", "not_an_email", "tidy_items", "opens_question"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -290,7 +290,8 @@ _TIME_WORDS = frozenset(
 _NUMERIC_TEXT_RE = re.compile(
     r"\b(?:ids?|identifiers?|codes?|zip|postal|numbers?|num|no|years?|dates?|times?|period|duration|range|frame|"
     r"timeframe|when|days?|weeks?|months?|hours?|version|phone|pin|isbn|quantity|amount|size|age|score|rating|level|"
-    r"count|limit|digits?|value)\b",
+    r"count|limit|digits?|value|seasons?|editions?|quarters?|terms?|semesters?|rounds?|episodes?|decades?|centur(?:y|ies)|"
+    r"fiscal|grades?|class|levels?|sizes?|model|versions?)\b",
     re.I,
 )
 
@@ -304,8 +305,11 @@ def without_content(value: Any) -> bool:
     """
     if not isinstance(value, str):
         return False
-    words = re.findall(r"[^\W_]+", value.lower())
-    return bool(words) and all(w.isdigit() or w in _FUNCTION_WORDS or w in _TIME_WORDS for w in words)
+    words = re.findall(r"[^\W_]+", value)
+    # a capital letter alone names something ("product A"), it is no article
+    return bool(words) and all(
+        w.isdigit() or (w.lower() in _FUNCTION_WORDS or w.lower() in _TIME_WORDS) and not (len(w) == 1 and w.isupper()) for w in words
+    )
 
 
 def numeric_text_argument(name: str, schema: Any) -> bool:
@@ -353,6 +357,27 @@ def not_an_email(value: Any, name: str, schema: Any) -> bool:
         return False
     named = bool({"email", "mail"} & _name_words(name))
     return (named or bool(_EMAIL_ARG_RE.search(str(schema.get("description") or "")))) and "@" not in value
+
+
+_OPENERS = frozenset(
+    "find search get show give tell list fetch retrieve provide calculate compute check book order generate create "
+    "plot predict look locate what who where when which how why can could would please i i'm we my".split()
+)
+
+
+def opens_question(value: Any, question: str) -> bool:
+    """Whether a string value is the question's opening words (two or more, or the opening word
+    alone) and the question opens with a request or a question word: ``"Search for famous"`` for
+    "Search for famous contemporary sculptures in New York", ``"What's the ranking"``, ``"Fetch"``,
+    or the whole question as ``location``. Such a copy is the request, not a value of it.
+    Non-strings: False."""
+    if not isinstance(value, str) or not isinstance(question, str):
+        return False
+    v, q = " ".join(value.split()).lower(), " ".join(question.split()).lower()
+    words = re.findall(r"\w+", q)
+    if not v or not q.startswith(v) or not words or words[0] not in _OPENERS:
+        return False
+    return len(v.split()) >= 2 or v.strip(" .,;:!?") == words[0]  # "Fetch" alone is the request too
 
 
 def misfit(value: Any, name: str, schema: Any, properties: Any) -> bool:
@@ -1144,7 +1169,7 @@ class ConstrainedArguments:
         def keep(span: str) -> bool:
             if call_word_end(span, ends) is not None or names_the_call(span, ends):
                 return False  # "personality type" for type, "voxel" beside voxel_size ("Premier League" for league stays)
-            if misfit(span, name, field, properties):
+            if misfit(span, name, field, properties) or opens_question(span, question):
                 return False  # "12" for a location, "historical record" beside source's "historical records"
             return not any(a.search(span.lower()) for a in avoid)
 
@@ -1162,14 +1187,15 @@ class ConstrainedArguments:
         ("scientist that first proposed the theory of evolution") too; one that ends with such a word
         loses it ("Santa Clara county" → "Santa Clara") when the rest is written in the question. A value of
         the wrong kind (:func:`misfit`: ``location="2020"``, ``name="historical record"`` beside
-        ``source``'s "historical records") is decoded again as another span too.
+        ``source``'s "historical records") or the question's opening words (:func:`opens_question`:
+        ``type="Search for famous"``) is decoded again as another span too.
 
         Returns:
             ``(value, text)``.
         """
         if invented(value, question, name):
             return self._copied(running, field, question, taken, value, text, name, words=words, properties=properties)
-        if names_the_call(value, words) or misfit(value, name, field, properties):
+        if names_the_call(value, words) or misfit(value, name, field, properties) or opens_question(value, question):
             return self._copied(running, field, question, taken, value, text, name, also=[value], words=words, properties=properties)
         end = call_word_end(value, words | _own_words(name))
         if end == "first":
@@ -1184,6 +1210,7 @@ class ConstrainedArguments:
     def _settle_shared(
         self, prompt: str, running: str, owner: str, owner_field: dict[str, Any], value: str, field: dict[str, Any],
         question: str, taken: "_Taken", args: dict[str, Any], spans: dict[str, tuple[int, int]], name: str = "",
+        properties: Any = None,
     ) -> tuple[str, str]:
         """Two required strings decoded to the same span of the question: which one keeps it.
 
@@ -1199,9 +1226,14 @@ class ConstrainedArguments:
             and this argument's value.
         """
         others = [x for x in taken.strings if x.strip().lower() != value.strip().lower()]
-        alt_here = self._span_value(running, field, question, [*taken.strings, *_name_words(name)], taken.numbers)
+        def fits(arg: str, arg_field: dict[str, Any]) -> Any:
+            return lambda span: not (misfit(span, arg, arg_field, properties) or opens_question(span, question))
+
+        alt_here = self._span_value(running, field, question, [*taken.strings, *_name_words(name)], taken.numbers, fits(name, field))
         s, e = spans[owner]
-        alt_owner = self._span_value(running[:s], owner_field, question, [*others, value, *_name_words(owner)], taken.numbers)
+        alt_owner = self._span_value(
+            running[:s], owner_field, question, [*others, value, *_name_words(owner)], taken.numbers, fits(owner, owner_field)
+        )
         if alt_here is None or alt_owner is None:
             return running, value
         keep_text = running[len(prompt):] + " " + json.dumps(alt_here, ensure_ascii=False)
@@ -1224,10 +1256,11 @@ class ConstrainedArguments:
         return running[:s] + swapped + running[e:], value
 
     def _span_value(
-        self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], numbers: Sequence[float]
+        self, running: str, field: dict[str, Any], question: str, exclude: Sequence[str], numbers: Sequence[float], keep: Any = None
     ) -> str | None:
-        """A string decoded after ``running`` as a span of the question not in ``exclude``; None if there is none."""
-        decoded = self._span_decode(running, field, question, exclude, exclude, numbers)
+        """A string decoded after ``running`` as a span of the question not in ``exclude`` (and that ``keep``
+        accepts, when given); None if there is none."""
+        decoded = self._span_decode(running, field, question, exclude, exclude, numbers, keep)
         return decoded[0] if decoded is not None and isinstance(decoded[0], str) else None
 
     def _span_decode(
@@ -1337,7 +1370,8 @@ class ConstrainedArguments:
                 owner = _shared_with(repaired, args, spans, question) if kind == "string" and name in required and not stated else None
                 if owner is not None:
                     running, repaired = self._settle_shared(
-                        prompt, running, owner, fields[owner], repaired, fields[name], question, taken, args, spans, name
+                        prompt, running, owner, fields[owner], repaired, fields[name], question, taken, args, spans, name,
+                        schema["properties"],
                     )
                     value, text = repaired, " " + _value_text(repaired)
                 elif kind == "string" and name in required and not stated and _part_of_taken(repaired, args, spans, question):

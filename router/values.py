@@ -795,7 +795,7 @@ def written_mapping(question: Any) -> dict[str, Any] | None:
 
 
 def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
-    """The quoted example values an open description gives a string argument, or None.
+    """The example values an open description gives a string argument (quoted, or else unquoted lower-case ones), or None.
 
     "Type of the lawsuit, e.g., 'IPR', 'Patent', 'Commercial', etc." gives ``["IPR", "Patent",
     "Commercial"]``: the values an open list ("e.g.", "such as", "etc.", "like", ...) quotes,
@@ -813,7 +813,26 @@ def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
         v = (m.group(1) or m.group(2) or "").strip()
         if v and v not in out:
             out.append(v)
-    return out or None
+    return out or _unquoted_examples(desc)
+
+
+_EXAMPLE_CUE_RE = re.compile(r"\b(?:e\.g\.|eg\b|for example|for instance|such as)[,:]?\s*", re.I)
+
+
+def _unquoted_examples(desc: str) -> list[str] | None:
+    """Lower-case examples an open description lists without quotes: "The field of law e.g., constitutional
+    law, criminal law, etc." → ``["constitutional law", "criminal law"]``. Two or more items of one to
+    three lower-case words each, or None (proper names such as "San Francisco, CA" show a format,
+    not a kind)."""
+    m = _EXAMPLE_CUE_RE.search(desc)
+    if not m:
+        return None
+    tail = re.split(r"(?<!\betc)\.(?:\s|$)|[);]", desc[m.end() :], maxsplit=1)[0]
+    items = [i.strip() for i in re.split(r",|\bor\b|\band\b", tail)]
+    items = [i for i in items if i and not re.fullmatch(r"etc\.?", i)]
+    if len(items) < 2 or not all(re.fullmatch(r"[a-z]+(?:[ -][a-z]+){0,2}", i) for i in items):
+        return None
+    return list(dict.fromkeys(items))
 
 
 def named_options(options: Any, question: Any, negated: bool = False) -> list[str]:

@@ -349,3 +349,32 @@ def test_stated_values_are_not_snapped_and_repairs_keep_the_schema(smollm2):
     except BackendError:
         got = None
     assert got is None or isinstance(got, dict)  # a clear error or a result, never an AttributeError
+
+
+@pytest.mark.slow
+def test_values_of_the_wrong_kind_are_decoded_again_or_dropped(smollm2):
+    """A year copied into a place is decoded again ("Mississippi river"); a name in an optional
+    e-mail argument is dropped; a number stated for a later argument is not reused by an earlier one."""
+    from router.arguments import ConstrainedArguments
+
+    dec = ConstrainedArguments(smollm2)
+
+    def run(schema, q):
+        prompt = f"Arguments (JSON schema): {json.dumps(schema)}\nQuestion: {q}\nArguments:"
+        return dec.extract(prompt, schema, q, per_field=True, ground_optional=True)[0]
+
+    turtles = {"type": "object", "required": ["location"], "properties": {
+        "location": {"type": "string", "description": "The name of the location."},
+        "year": {"type": "integer", "description": "The year of the data requested. Default is 2001."}}}
+    got = run(turtles, "Find out the population and species of turtles in Mississippi river in 2020.")
+    assert got == {"location": "Mississippi river", "year": 2020}
+    mail = {"type": "object", "required": ["to", "subject"], "properties": {
+        "to": {"type": "string", "description": "The email address to send to."},
+        "subject": {"type": "string", "description": "The subject of the email."},
+        "cc": {"type": "string", "description": "The email address to carbon copy. Default is empty if not specified."}}}
+    got = run(mail, "Send an email to John Doe at john.doe@example.com with the subject 'Meeting'.")
+    assert got == {"to": "john.doe@example.com", "subject": "Meeting"}
+    dice = {"type": "object", "required": ["number", "dice_number"], "properties": {
+        "number": {"type": "integer", "description": "The number for which the odds are calculated."},
+        "dice_number": {"type": "integer", "description": "The number of dice involved in the roll."}}}
+    assert run(dice, "Calculate the odds of rolling a 7 with two dice in the board game Monopoly.") == {"number": 7, "dice_number": 2}

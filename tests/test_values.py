@@ -1204,3 +1204,46 @@ def test_review_findings_on_the_new_rules():
     for bad in ((), (float("nan"),), (-0.1,)):
         with pytest.raises(ValueError, match="weights"):
             RelevanceGate().fit(rows, number_weights=bad)
+
+
+def test_values_of_the_wrong_kind_are_recognised():
+    """misfit: a place or topic that is only numbers and time words, another argument's allowed value,
+    a name where an e-mail address is asked; ids, codes and periods may be numbers."""
+    from router.arguments import misfit, not_an_email, numeric_text_argument, other_option, without_content
+
+    assert [without_content(v) for v in ("2020", "12", "past 5", "the last 3 years")] == [True] * 4
+    assert [without_content(v) for v in ("Route 66", "5th avenue", "Mississippi river", "", 12)] == [False] * 5
+    place = {"type": "string", "description": "The name of the location."}
+    assert misfit("2020", "location", place, {}) and not misfit("Mississippi river", "location", place, {})
+    assert numeric_text_argument("zip_code", {"type": "string"}) and numeric_text_argument("time_frame", {"type": "string"})
+    assert numeric_text_argument("when", {"type": "string", "format": "date"})
+    assert not misfit("2020", "period", {"type": "string"}, {}) and not misfit("12", "case_id", {"type": "string"}, {})
+    props = {"name": {"type": "string"}, "source": {"type": "string", "enum": ["scriptures", "historical records"]}}
+    assert other_option("historical record", "name", props) and other_option("Historical Records", "name", props)
+    assert not other_option("Jesus Christ", "name", props) and not other_option("scriptures", "source", props)
+    described = {"topic": {"type": "string"}, "style": {"type": "string", "description": "One of 'formal' or 'casual'."}}
+    assert other_option("formal", "topic", described) and not other_option("formal dinner", "topic", described)
+    cc = {"type": "string", "description": "The email address to carbon copy."}
+    assert not_an_email("John Doe", "cc", cc) and not not_an_email("jd@example.com", "cc", cc)
+    assert not_an_email("John", "user_email", {"type": "string"})
+    assert not not_an_email("Meeting", "subject", {"type": "string", "description": "The subject of the email."})
+
+
+def test_trailing_number_of_another_argument_and_tidy_lists():
+    from router.arguments import tidy_items, trailing_value_removed
+
+    assert trailing_value_removed("Criminal Law Amendment Act of 2013", [2013], "the Act of 2013") == "Criminal Law Amendment Act"
+    assert trailing_value_removed("Criminal Law Amendment Act of 2013", [2014], "the Act of 2013") == "Criminal Law Amendment Act of 2013"
+    assert trailing_value_removed("2013", [2013], "in 2013") == "2013"  # nothing but the number stays
+    assert trailing_value_removed("Act of 2013", [True], "x") == "Act of 2013"  # a flag is no number
+    q = "Give me a recipe for a vegetarian pasta with cheese for 2 servings."
+    assert tidy_items(["cheese", "pasta", "Cheese", "pasta with cheese"], q) == ["pasta", "cheese"]
+    assert tidy_items(["Lakers", "Clippers"], "the game between Clippers and Lakers") == ["Clippers", "Lakers"]
+    assert tidy_items(["x", "Lakers"], "Lakers") == ["Lakers", "x"]  # unwritten items last, in their order
+    assert tidy_items(["a", 1], "a 1") == ["a", 1] and tidy_items([], "q") == [] and tidy_items("a", "a") == "a"
+
+
+def test_twice_and_thrice_are_numbers():
+    assert question_numbers("rolling a six on a six-sided die twice in a row") == ["6", "2"]
+    assert question_numbers("roll it thrice, then 4 more") == ["4", "3"]
+    assert question_numbers("do it at once") == []
