@@ -107,7 +107,7 @@ from router.values import (
 
 __all__ = ["ConstrainedArguments", "supports_constrained", "grounded_in", "invented", "trailing_value_removed", "call_words", "names_the_call", "call_word_end",
            "in_question_order", "named_numbers_swapped",
-           "without_content", "numeric_text_argument", "other_option", "not_an_email", "tidy_items", "opens_question"]
+           "without_content", "numeric_text_argument", "other_option", "not_an_email", "tidy_items", "opens_question", "kind_modifier"]
 
 
 def supports_constrained(backend: Any) -> bool:
@@ -378,6 +378,29 @@ def opens_question(value: Any, question: str) -> bool:
     if not v or not q.startswith(v) or not words or words[0] not in _OPENERS:
         return False
     return len(v.split()) >= 2 or v.strip(" .,;:!?") == words[0]  # "Fetch" alone is the request too
+
+
+_KIND_WORDS = frozenset({"type", "kind", "category", "sort", "class", "variety"})
+
+
+def kind_modifier(value: Any, name: str) -> Any:
+    """For a kind argument (``fuel_type``, ``energy_type``, ``cuisine_kind``), the modifier of the
+    thing it is the kind of: "gas-fueled car" → "gas", "renewable energy sources" → "renewable",
+    "Italian cuisine" → "Italian". The argument asks which kind of fuel or energy; its own noun
+    and what follows it say nothing more. Values without that noun, values that start with it,
+    other arguments, and anything but a string come back unchanged.
+    """
+    words = _name_words(name)
+    if not isinstance(value, str) or not (words & _KIND_WORDS):
+        return value
+    heads = sorted({_singular(w) for w in words} - _KIND_WORDS - {"of"}, key=len, reverse=True)
+    heads = [h for h in heads if len(h) >= 3]
+    if not heads:
+        return value
+    m = re.match(r"\s*([^\W\d_][\w.]*(?:\s+[^\W\d_][\w.]*)?)[\s-]+(?:" + "|".join(map(re.escape, heads)) + r")\w*(?:\s|$)", value, re.I)
+    if not m or m.group(1).lower() in _FUNCTION_WORDS or any(h in m.group(1).lower() for h in heads):
+        return value
+    return m.group(1)
 
 
 def misfit(value: Any, name: str, schema: Any, properties: Any) -> bool:
@@ -1421,6 +1444,9 @@ class ConstrainedArguments:
             if _type_of(sub) == "string" and "enum" not in sub and not described_options(sub) and name in fields:
                 trimmed = whole_name(trimmed, question, _name_stop(name, sub, others))  # "League" → "Premier League"
                 trimmed = whole_token(trimmed, question, unit="unit" in _name_words(name))  # "AL2562" → "2022/AL2562"
+                trimmed = kind_modifier(trimmed, name)  # fuel_type: "gas-fueled car" → "gas"
+            elif _type_of(sub) is None and isinstance(trimmed, str) and name in fields:
+                trimmed = whole_token(trimmed, question)  # an untyped ("any") value: "my_data.json" → "my_data"
             if trimmed != args[name] and _fits(trimmed, sub):
                 args[name] = trimmed
         args = in_question_order(args, question, set(fields))

@@ -820,17 +820,19 @@ _EXAMPLE_CUE_RE = re.compile(r"\b(?:e\.g\.|eg\b|for example|for instance|such as
 
 
 def _unquoted_examples(desc: str) -> list[str] | None:
-    """Lower-case examples an open description lists without quotes: "The field of law e.g., constitutional
-    law, criminal law, etc." → ``["constitutional law", "criminal law"]``. Two or more items of one to
-    three lower-case words each, or None (proper names such as "San Francisco, CA" show a format,
-    not a kind)."""
+    """Common-noun examples an open description lists without quotes: "The field of law e.g., constitutional
+    law, criminal law, etc." → ``["constitutional law", "criminal law"]``, "e.g. Living room, Bathroom etc."
+    → ``["Living room", "Bathroom"]``. Two or more items of one to three words each, all in lower case
+    but for an item's first letter, or None (proper names such as "San Francisco, CA" or "C Major"
+    show a format, not a kind)."""
     m = _EXAMPLE_CUE_RE.search(desc)
     if not m:
         return None
     tail = re.split(r"(?<!\betc)\.(?:\s|$)|[);]", desc[m.end() :], maxsplit=1)[0]
     items = [i.strip() for i in re.split(r",|\bor\b|\band\b", tail)]
-    items = [i for i in items if i and not re.fullmatch(r"etc\.?", i)]
-    if len(items) < 2 or not all(re.fullmatch(r"[a-z]+(?:[ -][a-z]+){0,2}", i) for i in items):
+    items = [re.sub(r"\s*\betc\.?$", "", i) for i in items]
+    items = [i for i in items if i]
+    if len(items) < 2 or not all(re.fullmatch(r"[A-Za-z][a-z]+(?:[ -][a-z]+){0,2}", i) for i in items):
         return None
     return list(dict.fromkeys(items))
 

@@ -1247,3 +1247,47 @@ def test_twice_and_thrice_are_numbers():
     assert question_numbers("rolling a six on a six-sided die twice in a row") == ["6", "2"]
     assert question_numbers("roll it thrice, then 4 more") == ["4", "3"]
     assert question_numbers("do it at once") == []
+
+
+def test_unquoted_lower_case_examples_of_a_description():
+    """Lower-case examples listed without quotes are examples too; proper names show a format and are not."""
+    from router.values import described_examples, named_option
+
+    def ex(desc):
+        return described_examples({"type": "string", "description": desc})
+
+    assert ex("The specific field of law e.g., constitutional law, criminal law, etc.") == ["constitutional law", "criminal law"]
+    assert ex("Type of the artwork. E.g., painting, sculpture, installation.") == ["painting", "sculpture", "installation"]
+    assert ex("The genre such as rock or jazz.") == ["rock", "jazz"]
+    assert ex("The city and state, e.g. San Francisco, CA") is None  # a format, not a kind
+    assert ex("Type, e.g., 'IPR', 'Patent'") == ["IPR", "Patent"]  # quoted ones first, as before
+    assert ex("The medium, e.g. oil") is None  # one item is no list
+    assert named_option(ex("Type of the artwork. E.g., painting, sculpture, installation."), "famous contemporary sculptures") == "sculpture"
+
+
+def test_the_opening_words_of_the_question_are_no_value():
+    from router.arguments import opens_question
+
+    assert opens_question("Search for famous", "Search for famous contemporary sculptures in New York.")
+    assert opens_question("Fetch", "Fetch the NBA standings") and opens_question("What's the ranking", "What's the ranking of the Lakers?")
+    q = "I want to find 5 restaurants nearby my location, Manhattan."
+    assert opens_question(q, q)
+    assert not opens_question("Lakers", "Lakers games tonight")  # not a request word
+    assert opens_question("Find", "Find restaurants in Boston")  # the request word alone
+    assert not opens_question("New York", "Search in New York") and not opens_question(None, "x")
+
+
+def test_kind_arguments_take_the_modifier_and_untyped_values_lose_an_unwritten_extension():
+    from router.arguments import kind_modifier
+    from router.values import described_examples, whole_token
+
+    assert kind_modifier("gas-fueled car", "fuel_type") == "gas"
+    assert kind_modifier("renewable energy sources", "energy_type") == "renewable"
+    assert kind_modifier("Italian cuisine", "cuisine_type") == "Italian"
+    assert kind_modifier("diesel", "fuel_type") == "diesel"  # no noun to cut
+    assert kind_modifier("energy drinks", "energy_type") == "energy drinks"  # starts with the noun
+    assert kind_modifier("Italian cuisine", "cuisine") == "Italian cuisine"  # not a kind argument
+    assert kind_modifier("rock concert", "event_type") == "rock concert" and kind_modifier(3, "fuel_type") == 3
+    assert whole_token("my_data.json", "on the provided data my_data.") == "my_data"
+    assert described_examples({"type": "string", "description": "Type of the room e.g. Living room, Bathroom etc."}) == ["Living room", "Bathroom"]
+    assert described_examples({"type": "string", "description": "The scale. E.g: C Major, A Minor, etc."}) is None
