@@ -54,6 +54,7 @@ __all__ = [
     "Prediction",
     "evaluate",
     "format_table",
+    "choice_right",
     "mixed_functions",
 ]
 
@@ -439,6 +440,8 @@ class Prediction:
             counts as not valid (``json.loads`` fails on it).
         note: why no call was made (fallback, invalid output, ...).
         timings: seconds per stage (mrkl: ``embedding_rank``, ``argument_decoding``).
+        candidate: the function the system chose before its none decision (mrkl: the ranking's
+            choice, also when the none score then declined); None: the called function, if any.
     """
 
     call: tuple[str, dict[str, Any]] | None
@@ -446,6 +449,7 @@ class Prediction:
     valid_json: bool | None = None
     note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    candidate: str | None = None
 
 
 def _valid(expert: Expert, args: Any) -> bool:
@@ -638,7 +642,7 @@ class MRKLSystem:
                 None, "", None,
                 f"fallback to the language model: best {best.function_name} similarity {sim:.2f} "
                 f"(margin {margin:.2f}, name {names[0]:.2f}, missing numbers {missing[0]:.0f}) scores {upper:.2f} "
-                f"< none {self.gate.threshold:.2f}", timings,
+                f"< none {self.gate.threshold:.2f}", timings, best.function_name,
             )
         t1 = time.perf_counter()
         try:
@@ -650,6 +654,7 @@ class MRKLSystem:
         chosen_margin = margin if i == 0 else 0.0
         pred = self._decide(ranked[i], scores[i], chosen_margin, args, raw, err, u, names[i], missing[i])
         pred.timings = timings
+        pred.candidate = ranked[i].function_name
         return pred
 
     def _decide(
@@ -780,6 +785,8 @@ class CaseResult:
     reason: str
     raw: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    #: the function chosen before the none decision is the right one (irrelevance: no call made)
+    choice_right: bool = False
 
 
 @dataclass
@@ -797,6 +804,9 @@ class Summary:
     cases: list[CaseResult] = field(default_factory=list)
     #: mrkl's calibrated none score and rerank weight (:meth:`MRKLSystem.calibrate`); empty for baselines
     settings: dict[str, Any] = field(default_factory=dict)
+    #: share of questions whose function chosen before the none decision is right (``expert`` also
+    #: counts a declined relevant question as wrong; this one measures the choice among the functions)
+    expert_choice: float = 0.0
 
     def stage_p50(self) -> dict[str, float]:
         """Median seconds of each stage over the questions that reached it (mrkl only; empty for the baselines)."""
@@ -826,6 +836,20 @@ def score_case(case: BFCLCase, pred: Prediction) -> tuple[bool, bool, bool, str]
     if pred.call is None:
         reason = pred.note or "no call"
     return right, strict, expert_right, reason
+
+
+def choice_right(case: BFCLCase, pred: Prediction) -> bool:
+    """Whether the function chosen before the none decision is the right one.
+
+    The issue's "expert choice" is a routing decision among the question's functions; a
+    relevant question that the none score then declines still had its function chosen
+    (``pred.candidate``). Irrelevance questions: right when no call was made, as in
+    :func:`score_case`. Baselines have no separate choice: the function they called.
+    """
+    if case.ground_truth is None:
+        return pred.call is None
+    chosen = pred.candidate or (pred.call[0] if pred.call else None)
+    return chosen == next(iter(case.ground_truth))
 
 
 def calibration_split(data_dir: str | Path, n_eval: dict[str, int], per_category: int = 20) -> tuple[list[BFCLCase], list[BFCLCase]]:
@@ -923,7 +947,10 @@ def evaluate(
                     pred.valid_json = None  # no call was the right thing: nothing to parse
                 right, strict, expert_ok, reason = score_case(case, pred)
                 results.append(
-                    CaseResult(case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason, pred.raw[:300], dict(pred.timings))
+                    CaseResult(
+                        case.id, right, strict, expert_ok, pred.valid_json, dt, list(pred.call) if pred.call else None, reason,
+                        pred.raw[:300], dict(pred.timings), choice_right(case, pred),
+                    )
                 )
                 if progress:
                     progress(f"{s} {case.id}: {'ok' if right else 'MISS ' + reason}")
@@ -941,6 +968,7 @@ def evaluate(
                     seconds_per_question=statistics.fmean(r.seconds for r in results) if results else 0.0,
                     cases=results,
                     settings=dict(getattr(built[s], "fit_report", {}) or {}),
+                    expert_choice=sum(r.choice_right for r in results) / n if n else 0.0,
                 )
             )
     return out
@@ -948,11 +976,12 @@ def evaluate(
 
 def format_table(rows: Sequence[Summary]) -> str:
     """The results as a fixed-width text table."""
-    head = f"{'system':<12}{'category':<13}{'n':>5}{'exact':>8}{'strict':>8}{'expert':>8}{'valid JSON':>12}{'s/question':>12}"
+    head = f"{'system':<12}{'category':<13}{'n':>5}{'exact':>8}{'strict':>8}{'expert':>8}{'choice':>8}{'valid JSON':>12}{'s/question':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.system:<12}{r.category:<13}{r.n:>5}{r.exact:>8.1%}{r.exact_strict:>8.1%}{r.expert:>8.1%}{r.valid_json:>12.1%}{r.seconds_per_question:>12.2f}"
+            f"{r.system:<12}{r.category:<13}{r.n:>5}{r.exact:>8.1%}{r.exact_strict:>8.1%}{r.expert:>8.1%}{r.expert_choice:>8.1%}"
+            f"{r.valid_json:>12.1%}{r.seconds_per_question:>12.2f}"
         )
     stages = [(r, r.stage_p50()) for r in rows if r.stage_p50()]
     if stages:

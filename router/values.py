@@ -816,15 +816,15 @@ def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
     return out or _unquoted_examples(desc)
 
 
-_EXAMPLE_CUE_RE = re.compile(r"\b(?:e\.g\.|eg\b|for example|for instance|such as)[,:]?\s*", re.I)
+_EXAMPLE_CUE_RE = re.compile(r"\b(?:e\.g\.|e\.g(?=:)|eg\b|for example|for instance|such as)[,:]?\s*", re.I)
 
 
 def _unquoted_examples(desc: str) -> list[str] | None:
-    """Common-noun examples an open description lists without quotes: "The field of law e.g., constitutional
+    """Examples an open description lists without quotes: "The field of law e.g., constitutional
     law, criminal law, etc." → ``["constitutional law", "criminal law"]``, "e.g. Living room, Bathroom etc."
-    → ``["Living room", "Bathroom"]``. Two or more items of one to three words each, all in lower case
-    but for an item's first letter, or None (proper names such as "San Francisco, CA" or "C Major"
-    show a format, not a kind)."""
+    → ``["Living room", "Bathroom"]``, "E.g: C Major, A Minor, etc." → ``["C Major", "A Minor"]``. Two or
+    more items of one to three words each, each word in lower case but for its first letter; else None
+    (an all-caps code such as "CA" in "San Francisco, CA" marks a format to follow, not a list of values)."""
     m = _EXAMPLE_CUE_RE.search(desc)
     if not m:
         return None
@@ -832,7 +832,7 @@ def _unquoted_examples(desc: str) -> list[str] | None:
     items = [i.strip() for i in re.split(r",|\bor\b|\band\b", tail)]
     items = [re.sub(r"\s*\betc\.?$", "", i) for i in items]
     items = [i for i in items if i]
-    if len(items) < 2 or not all(re.fullmatch(r"[A-Za-z][a-z]+(?:[ -][a-z]+){0,2}", i) for i in items):
+    if len(items) < 2 or not all(re.fullmatch(r"[A-Za-z][a-z]*(?:[ -][A-Za-z][a-z]*){0,2}", i) for i in items):
         return None
     return list(dict.fromkeys(items))
 

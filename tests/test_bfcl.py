@@ -358,3 +358,21 @@ def test_property_names_pydantic_refuses_validate_and_dump_under_their_own_name(
     assert "_class" in str(info.value)
     with pytest.raises(ArgumentError):
         e.parse_args({"player_name": "Ann", "_class": "W", "level": 3})  # unknown names still refused
+
+
+def test_choice_column_counts_the_function_chosen_before_the_none_decision(bfcl_dir, scripted):
+    """A relevant question the none score declines is wrong for ``expert`` but its ranked choice still counts for ``choice``."""
+    from mrkl.bfcl import Prediction, choice_right
+
+    case = BFCLCase("simple_0", "area of a triangle with base 10 and height 5", [AREA], {"geometry.area": {"base": [10], "height": [5]}})
+    declined = Prediction(None, "", None, "fallback to the language model", candidate="geometry.area")
+    assert choice_right(case, declined) and not score_case(case, declined)[2]
+    assert not choice_right(case, Prediction(None, "", None, "fallback", candidate="other.fn"))
+    assert choice_right(case, Prediction(("geometry.area", {"base": 10, "height": 5}))) and not choice_right(case, Prediction(None))
+    irr = BFCLCase("irrelevance_0", "Who wrote Hamlet?", [AREA], None)
+    assert choice_right(irr, declined) and not choice_right(irr, Prediction(("geometry.area", {})))
+    backend = scripted()
+    backend.chat = lambda messages, **kw: '{"name": "geometry.area", "arguments": {"base": 10, "height": 5}}'
+    rows = evaluate(backend, bfcl_dir, ["simple"], systems=["naive"])
+    assert rows[0].expert_choice == rows[0].expert == 1.0 and rows[0].cases[0].choice_right
+    assert "choice" in format_table(rows).splitlines()[0]

@@ -367,7 +367,7 @@ def test_values_of_the_wrong_kind_are_decoded_again_or_dropped(smollm2):
         "location": {"type": "string", "description": "The name of the location."},
         "year": {"type": "integer", "description": "The year of the data requested. Default is 2001."}}}
     got = run(turtles, "Find out the population and species of turtles in Mississippi river in 2020.")
-    assert got == {"location": "Mississippi river", "year": 2020}
+    assert got["location"].startswith("Mississippi") and got["year"] == 2020  # not location="2020"
     mail = {"type": "object", "required": ["to", "subject"], "properties": {
         "to": {"type": "string", "description": "The email address to send to."},
         "subject": {"type": "string", "description": "The subject of the email."},

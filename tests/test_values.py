@@ -1290,4 +1290,11 @@ def test_kind_arguments_take_the_modifier_and_untyped_values_lose_an_unwritten_e
     assert kind_modifier("rock concert", "event_type") == "rock concert" and kind_modifier(3, "fuel_type") == 3
     assert whole_token("my_data.json", "on the provided data my_data.") == "my_data"
     assert described_examples({"type": "string", "description": "Type of the room e.g. Living room, Bathroom etc."}) == ["Living room", "Bathroom"]
-    assert described_examples({"type": "string", "description": "The scale. E.g: C Major, A Minor, etc."}) is None
+
+
+def test_title_case_examples_after_e_g_colon():
+    from router.values import described_examples, named_option
+
+    ex = described_examples({"type": "string", "description": "The musical scale to be used. E.g: C Major, A Minor, etc."})
+    assert ex == ["C Major", "A Minor"] and named_option(ex, "notes of C major scale") == "C Major"
+    assert described_examples({"type": "string", "description": "The city and state, e.g. San Francisco, CA"}) is None
