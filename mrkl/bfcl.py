@@ -844,11 +844,13 @@ def choice_right(case: BFCLCase, pred: Prediction) -> bool:
     The issue's "expert choice" is a routing decision among the question's functions; a
     relevant question that the none score then declines still had its function chosen
     (``pred.candidate``). Irrelevance questions: right when no call was made, as in
-    :func:`score_case`. Baselines have no separate choice: the function they called.
+    :func:`score_case`. A call made counts for its function; baselines have no separate choice.
+    (A question the none score declines before any decoding records the ranking's top function;
+    with a rerank weight above 0 a decoded question may choose another of the top ones.)
     """
-    if case.ground_truth is None:
+    if not case.ground_truth:
         return pred.call is None
-    chosen = pred.candidate or (pred.call[0] if pred.call else None)
+    chosen = pred.call[0] if pred.call else pred.candidate
     return chosen == next(iter(case.ground_truth))
 
 

@@ -332,30 +332,39 @@ def other_option(value: Any, name: str, properties: Any) -> bool:
     """Whether a free string value is one of *another* argument's allowed values (its ``enum`` or
     the options its description lists): ``name="historical record"`` beside
     ``source`` ∈ {"scriptures", "historical records"}. That value belongs to the other
-    argument, not to this one. Compared in plain lower case, plural and singular alike.
+    argument, not to this one. Compared in plain lower case, plural and singular alike. Two
+    arguments of a pair (names sharing a noun besides from/to, source/target, 1/2:
+    ``from_unit``/``to_unit``) may share values.
     """
     if not isinstance(value, str) or not value.strip() or not isinstance(properties, dict):
         return False
     key = _option_key(value)
+    if not key:
+        return False
+    own = _own_words(name) - _PAIR_WORDS
     for other, sub in properties.items():
         if other == name or not isinstance(sub, dict):
             continue
+        if own & (_own_words(str(other)) - _PAIR_WORDS):
+            continue  # from_unit / to_unit, color1 / color2: a pair may share a value
         options = sub.get("enum") if isinstance(sub.get("enum"), list) else described_options(sub) or []
         if any(isinstance(o, str) and _option_key(o) == key for o in options):
             return True
     return False
 
 
+_PAIR_WORDS = frozenset("from to source target start end origin destination base quote input output old new first second".split())
 _EMAIL_ARG_RE = re.compile(r"\be-?mail\s+address", re.I)
 
 
 def not_an_email(value: Any, name: str, schema: Any) -> bool:
-    """Whether a string value of an e-mail argument (named ``email``/``e_mail``, or described as an
-    "email address") has no ``@``: ``cc="John Doe"`` is a name, not an address. ("The subject of the
+    """Whether a string value of an e-mail argument (a name ending in ``email``/``mail``, such as
+    ``cc_email``, or described as an "email address"; not ``email_subject``) has no ``@``: ``cc="John Doe"`` is a name, not an address. ("The subject of the
     email" describes no address.)"""
     if not isinstance(value, str) or not isinstance(schema, dict):
         return False
-    named = bool({"email", "mail"} & _name_words(name))
+    words = _identifier_words(str(name))
+    named = bool(words) and (words[-1] in ("email", "mail") or {"email", "address"} <= set(words))
     return (named or bool(_EMAIL_ARG_RE.search(str(schema.get("description") or "")))) and "@" not in value
 
 
@@ -377,6 +386,8 @@ def opens_question(value: Any, question: str) -> bool:
     words = re.findall(r"\w+", q)
     if not v or not q.startswith(v) or not words or words[0] not in _OPENERS:
         return False
+    if len(value.split()) >= 2 and all(w[:1].isupper() for w in value.split()):
+        return False  # a title: "When Harry Met Sally", "We Will Rock You"
     return len(v.split()) >= 2 or v.strip(" .,;:!?") == words[0]  # "Fetch" alone is the request too
 
 
@@ -385,10 +396,12 @@ _KIND_WORDS = frozenset({"type", "kind", "category", "sort", "class", "variety"}
 
 def kind_modifier(value: Any, name: str) -> Any:
     """For a kind argument (``fuel_type``, ``energy_type``, ``cuisine_kind``), the modifier of the
-    thing it is the kind of: "gas-fueled car" → "gas", "renewable energy sources" → "renewable",
-    "Italian cuisine" → "Italian". The argument asks which kind of fuel or energy; its own noun
-    and what follows it say nothing more. Values without that noun, values that start with it,
-    other arguments, and anything but a string come back unchanged.
+    thing it is the kind of, when the value runs on past that noun: "gas-fueled car" → "gas",
+    "renewable energy sources" → "renewable". The argument asks which kind of fuel or energy; its
+    own noun and what follows it say nothing more. A value that ends with the noun ("Italian
+    cuisine", "living room": a compound may be the kind's name), one without it as a word
+    ("carbon fiber car" has no "car"), one that starts with it, other arguments, and anything but
+    a string come back unchanged.
     """
     words = _name_words(name)
     if not isinstance(value, str) or not (words & _KIND_WORDS):
@@ -397,21 +410,51 @@ def kind_modifier(value: Any, name: str) -> Any:
     heads = [h for h in heads if len(h) >= 3]
     if not heads:
         return value
-    m = re.match(r"\s*([^\W\d_][\w.]*(?:\s+[^\W\d_][\w.]*)?)[\s-]+(?:" + "|".join(map(re.escape, heads)) + r")\w*(?:\s|$)", value, re.I)
+    alt = "|".join(map(re.escape, heads))
+    # "renewable energy sources" (the noun, then more words) or "gas-fueled car" (a hyphened form of it, then more)
+    m = re.match(
+        r"\s*([^\W\d_]{2,}(?:\s+[^\W\d_]{2,})?)(?:\s+(?:" + alt + r")(?:s|es)?|-(?:" + alt + r")(?:ed|led|ing|ling|s))\s+\S", value, re.I
+    )
     if not m or m.group(1).lower() in _FUNCTION_WORDS or any(h in m.group(1).lower() for h in heads):
         return value
     return m.group(1)
 
 
-def misfit(value: Any, name: str, schema: Any, properties: Any) -> bool:
-    """Whether a free string value is of the wrong kind for its argument: only numbers and time words
-    where the argument is no id, code or period (:func:`without_content`), another argument's allowed
-    value (:func:`other_option`), or no address for an e-mail argument (:func:`not_an_email`)."""
+def misfit(value: Any, name: str, schema: Any, properties: Any, question: str = "") -> bool:
+    """Whether a free string value is of the wrong kind for its argument: a number that belongs to
+    another argument where this one is no id, code or period (:func:`number_of_another`), another
+    argument's allowed value (:func:`other_option`), or no address for an e-mail argument
+    (:func:`not_an_email`)."""
     return (
-        (without_content(value) and not numeric_text_argument(name, schema))
+        (number_of_another(value, name, properties, question) and not numeric_text_argument(name, schema))
         or other_option(value, name, properties)
         or not_an_email(value, name, schema)
     )
+
+
+def number_of_another(value: Any, name: str, properties: Any, question: str) -> bool:
+    """Whether a string value that is only numbers and function or time words (:func:`without_content`)
+    is a time phrase or a year another argument is for.
+
+    A time phrase has a digit and a time word ("past 5", "the last 3 years"). A year (1000–2999)
+    belongs to another argument when one of the function's other arguments is for years, dates or
+    periods (:func:`numeric_text_argument`: ``year``) and the question writes no other year: then
+    ``location="2020"`` for "turtles in Mississippi river in 2020" is that argument's number.
+    "1984" for a book title beside no year argument, "2012" for a movie when the question also
+    writes 2009 for its year, "10001" for a location, and "Next" for a store are not.
+    """
+    if not without_content(value):
+        return False
+    words = re.findall(r"[^\W_]+", value.lower())
+    if any(w.isdigit() for w in words) and any(w in _TIME_WORDS for w in words):
+        return True
+    years = [w for w in words if w.isdigit() and len(w) == 4 and 1000 <= int(w) <= 2999]
+    if len(words) != 1 or len(years) != 1 or not isinstance(properties, dict):
+        return False
+    written = {n for n in re.findall(r"(?<![\d.])\d{4}(?![\d.])", str(question)) if 1000 <= int(n) <= 2999}
+    if written - {years[0]}:
+        return False  # another year is written: this one may well be the value
+    return any(other != name and numeric_text_argument(other, sub) for other, sub in properties.items())
 
 
 #: the first of a numbered pair, and the names its partner may have ("species1" → "species2", "species_2")
@@ -539,18 +582,22 @@ def trailing_value_removed(value: Any, others: Sequence[Any], question: str) -> 
     it (see :func:`router.values.question_dates`), joined by a space or "in"/"at"/"from"/
     "on"/"near", that tail is dropped ("New York, NY" keeps its state). So is another argument's
     number after "of"/"in"/"from"/"for"/"during"/"since" ("Criminal Law Amendment Act of 2013"
-    beside ``amendment_year=2013``). A value that is nothing but the tail, and anything but a
-    string, comes back unchanged.
+    beside ``amendment_year=2013``) when two or more words remain ("War of 1812" stays). A value
+    that is nothing but the tail, and anything but a string, comes back unchanged.
     """
     if not isinstance(value, str) or not isinstance(question, str) or not isinstance(others, (list, tuple)):
         return value
+    end = value.rstrip(" \t\n.,;:!?")
     for o in others:
         if isinstance(o, (int, float)) and not isinstance(o, bool) and _finite(o):
-            m = re.fullmatch(
-                r"(.*?[^\W\d_].*?)\s+(?:of|in|from|for|during|since)\s+" + re.escape(number_text(o)) + r"[\s.,;:!?]*", value, re.I | re.S
-            )
-            if m:
-                return m.group(1).strip()
+            num = number_text(o)
+            if not end.endswith(num):
+                continue  # cheap test first; the regex below only sees a short tail
+            tail = re.search(r"\s(?:of|in|from|for|during|since)\s+" + re.escape(num) + r"$", end[-(len(num) + 12) :], re.I)
+            if tail:
+                head = end[: len(end) - (len(tail.group(0)))].strip()
+                if len(re.findall(r"[^\W\d_]+", head)) >= 2:  # "War of 1812" and "Class of 1999" are names
+                    return head
     tails = [o.strip() for o in others if isinstance(o, str) and len(o.strip()) >= 3]
     low = value.lower()
     for start, _date in question_dates(question):
@@ -585,8 +632,9 @@ def _grounded_items(value: Any, schema: dict[str, Any], question: str) -> Any:
 
 def tidy_items(value: Any, question: str) -> Any:
     """A list of strings copied from the question, tidied: each item once (case-insensitive), no item
-    that only joins two others ("pasta with cheese" beside "pasta" and "cheese"), and in the order the
-    question writes them ("cheese", "pasta" → "pasta", "cheese" for "pasta with cheese").
+    that only joins two others with "with" or "plus" ("pasta with cheese" beside "pasta" and
+    "cheese"; "Bosnia and Herzegovina" stays), and in the order the question writes them ("cheese",
+    "pasta" → "pasta", "cheese" for "pasta with cheese"; a list of more than 64 items keeps its order).
 
     Items the question does not write keep their place at the end; a list that is not all
     strings, or would lose its last item, comes back unchanged.
@@ -595,14 +643,16 @@ def tidy_items(value: Any, question: str) -> Any:
         return value
     seen: set[str] = set()
     once = [v for v in value if not (v.strip().lower() in seen or seen.add(v.strip().lower()))]
-    low = [v.strip().lower() for v in once]
+    low = {" ".join(v.lower().split()) for v in once}
 
-    def joins_others(i: int) -> bool:
-        parts = [o for j, o in enumerate(low) if j != i and o and re.search(r"(?<!\w)" + re.escape(o) + r"(?!\w)", low[i])]
-        return len(parts) >= 2
+    def joins_others(v: str) -> bool:  # "pasta with cheese" beside "pasta" and "cheese"
+        m = re.fullmatch(r"(.+?)\s+(?:with|plus)\s+(.+)", " ".join(v.lower().split()))
+        return bool(m) and m.group(1) in low and m.group(2) in low
 
-    kept = [v for i, v in enumerate(once) if not joins_others(i)] or once
+    kept = [v for v in once if not joins_others(v)] or once
     q = question.lower().replace("_", " ")
+    if len(kept) > 64:
+        return kept  # a long list keeps its order (one search per item below)
 
     def first_mention(v: str) -> int:
         m = re.search(r"(?<!\w)" + re.escape(v.strip().lower().replace("_", " ")) + r"(?!\w)", q)
@@ -1192,7 +1242,7 @@ class ConstrainedArguments:
         def keep(span: str) -> bool:
             if call_word_end(span, ends) is not None or names_the_call(span, ends):
                 return False  # "personality type" for type, "voxel" beside voxel_size ("Premier League" for league stays)
-            if misfit(span, name, field, properties) or opens_question(span, question):
+            if misfit(span, name, field, properties, question) or opens_question(span, question):
                 return False  # "12" for a location, "historical record" beside source's "historical records"
             return not any(a.search(span.lower()) for a in avoid)
 
@@ -1218,7 +1268,7 @@ class ConstrainedArguments:
         """
         if invented(value, question, name):
             return self._copied(running, field, question, taken, value, text, name, words=words, properties=properties)
-        if names_the_call(value, words) or misfit(value, name, field, properties) or opens_question(value, question):
+        if names_the_call(value, words) or misfit(value, name, field, properties, question) or opens_question(value, question):
             return self._copied(running, field, question, taken, value, text, name, also=[value], words=words, properties=properties)
         end = call_word_end(value, words | _own_words(name))
         if end == "first":
@@ -1250,7 +1300,7 @@ class ConstrainedArguments:
         """
         others = [x for x in taken.strings if x.strip().lower() != value.strip().lower()]
         def fits(arg: str, arg_field: dict[str, Any]) -> Any:
-            return lambda span: not (misfit(span, arg, arg_field, properties) or opens_question(span, question))
+            return lambda span: not (misfit(span, arg, arg_field, properties, question) or opens_question(span, question))
 
         alt_here = self._span_value(running, field, question, [*taken.strings, *_name_words(name)], taken.numbers, fits(name, field))
         s, e = spans[owner]
@@ -1427,7 +1477,7 @@ class ConstrainedArguments:
                 )  # unit="weight" beside weight
                 and not (
                     kind == "string" and not stated and "enum" not in fields.get(name, sub_schema)
-                    and misfit(value, name, sub_schema, schema["properties"])
+                    and misfit(value, name, sub_schema, schema["properties"], question)
                 )  # cc="John Doe" for an e-mail address
             )
             if keep:

@@ -816,6 +816,7 @@ def described_examples(schema: dict[str, Any] | None) -> list[str] | None:
     return out or _unquoted_examples(desc)
 
 
+_EXAMPLE_STOP = frozenset("the a an of in on at to for from by with".split())
 _EXAMPLE_CUE_RE = re.compile(r"\b(?:e\.g\.|e\.g(?=:)|eg\b|for example|for instance|such as)[,:]?\s*", re.I)
 
 
@@ -823,18 +824,25 @@ def _unquoted_examples(desc: str) -> list[str] | None:
     """Examples an open description lists without quotes: "The field of law e.g., constitutional
     law, criminal law, etc." → ``["constitutional law", "criminal law"]``, "e.g. Living room, Bathroom etc."
     → ``["Living room", "Bathroom"]``, "E.g: C Major, A Minor, etc." → ``["C Major", "A Minor"]``. Two or
-    more items of one to three words each, each word in lower case but for its first letter; else None
-    (an all-caps code such as "CA" in "San Francisco, CA" marks a format to follow, not a list of values)."""
-    m = _EXAMPLE_CUE_RE.search(desc)
+    more items of one to three words each, each word in lower case but for its first letter, none
+    starting with an article or preposition (the list ran on into the sentence); capitalised items
+    need three or an "etc.": "e.g., Paris, France" and "San Francisco, CA" show a format to
+    follow, not values. Else None."""
+    m = _EXAMPLE_CUE_RE.search(str(desc or ""))
     if not m:
         return None
     tail = re.split(r"(?<!\betc)\.(?:\s|$)|[);]", desc[m.end() :], maxsplit=1)[0]
     items = [i.strip() for i in re.split(r",|\bor\b|\band\b", tail)]
     items = [re.sub(r"\s*\betc\.?$", "", i) for i in items]
-    items = [i for i in items if i]
+    items = list(dict.fromkeys(i for i in items if i and not re.fullmatch(r"(?:so on|so forth|others?|more|the like)", i)))
     if len(items) < 2 or not all(re.fullmatch(r"[A-Za-z][a-z]*(?:[ -][A-Za-z][a-z]*){0,2}", i) for i in items):
         return None
-    return list(dict.fromkeys(items))
+    if any(i.split()[0] in _EXAMPLE_STOP for i in items):  # lower case: "A Minor" is a scale
+        return None  # "e.g. Lakers, and the season": the list ran on into the sentence
+    open_list = bool(re.search(r"\betc\b|\bso on\b|\bso forth\b", tail))
+    if any(w[:1].isupper() for i in items for w in i.split()) and len(items) < 3 and not open_list:
+        return None  # "e.g., Paris, France", "e.g. Austin, Texas": a city-and-country format, not two values
+    return items
 
 
 def named_options(options: Any, question: Any, negated: bool = False) -> list[str]:

@@ -371,6 +371,8 @@ def test_choice_column_counts_the_function_chosen_before_the_none_decision(bfcl_
     assert choice_right(case, Prediction(("geometry.area", {"base": 10, "height": 5}))) and not choice_right(case, Prediction(None))
     irr = BFCLCase("irrelevance_0", "Who wrote Hamlet?", [AREA], None)
     assert choice_right(irr, declined) and not choice_right(irr, Prediction(("geometry.area", {})))
+    assert not choice_right(case, Prediction(("other.fn", {}), candidate="geometry.area"))  # the call made counts
+    assert choice_right(BFCLCase("x", "q", [AREA], {}), Prediction(None))  # no answer given: no call is right, no crash
     backend = scripted()
     backend.chat = lambda messages, **kw: '{"name": "geometry.area", "arguments": {"base": 10, "height": 5}}'
     rows = evaluate(backend, bfcl_dir, ["simple"], systems=["naive"])
