@@ -22,13 +22,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mrkl.expert import Expert
+from mrkl.expert import SYMBOLIC_RAW, Expert, validated_symbolic_args
 from mrkl.registry import ExpertRegistry
 from mrkl.trace import RouteDecision
 from router.embedding import EmbeddingRouter
 from router.llm_router import LLMRouter
 
 __all__ = ["TwoStageRouter", "DEFAULT_SHORTLIST_K"]
+
+
+def _has_parser(expert: Expert) -> bool:
+    """Whether the expert overrides :meth:`mrkl.Expert.symbolic_args` (has a parser of its own)."""
+    return getattr(type(expert), "symbolic_args", None) is not Expert.symbolic_args
+
+
+def _parses(expert: Expert, question: str) -> dict[str, Any] | None:
+    """The expert's validated symbolic arguments for ``question``, or None (also when its parser fails)."""
+    try:
+        return validated_symbolic_args(expert, question)
+    except Exception:  # noqa: BLE001 - a broken parser is no evidence
+        return None
 
 DEFAULT_SHORTLIST_K = 3
 
@@ -100,6 +113,39 @@ class TwoStageRouter:
             return self.llm.route(question, sub, symbolic_first=self.symbolic_first)
         return self.llm.route(question, sub)
 
+    def _parser_vote(self, question: str, ranked: list[Expert], decision: RouteDecision) -> None:
+        """Overrule the LLM's expert when its own parser rejects the question and another expert's accepts it.
+
+        A symbolic parser that understands the whole question is exact evidence of what the
+        question is (MRKL, Karpas et al., 2022, Sec. 4), stronger than a small model's choice:
+        "Double 33" is arithmetic though SmolLM2 picks ``units``. When the chosen expert has a
+        parser of its own (:meth:`~mrkl.Expert.symbolic_args`) that does not understand the
+        question, the first expert in embedding order (all experts, not only the shortlist) whose
+        parser does understand it takes the question with those arguments. A parser that
+        also accepts "hello" accepts anything and is no evidence (a search expert's whole
+        question as its query). An expert without a parser of its own keeps the LLM's choice.
+        ``decision`` is changed in place and its ``notes`` say so.
+        """
+        if decision.expert is None:
+            return
+        chosen = next((e for e in ranked if e.name == decision.expert), None)
+        if chosen is None or not _has_parser(chosen) or _parses(chosen, question) is not None:
+            return
+        for e in ranked:
+            if e.name == chosen.name or not _has_parser(e) or _parses(e, "hello") is not None:
+                continue
+            args = _parses(e, question)
+            if args is not None:
+                decision.notes.append(
+                    f"{e.name}'s own parser understands the question and {chosen.name}'s does not: "
+                    f"{e.name} answers (the LLM router chose {chosen.name})"
+                )
+                decision.expert, decision.args, decision.error = e.name, args, None
+                decision.raw_output = SYMBOLIC_RAW
+                decision.attempts.append({"raw": SYMBOLIC_RAW, "error": None})
+                decision.reason = f"{e.name}'s own parser understands the question"
+                return
+
     def _maybe_fit(self, experts: list[Expert]) -> None:
         if not self.auto_fit:
             return
@@ -150,6 +196,8 @@ class TwoStageRouter:
             return decision
         sub = ExpertRegistry([registry.get(n) for n, _s in shortlist])
         decision = self._second_stage(question, sub)
+        if self.symbolic_first and isinstance(self.llm, LLMRouter):
+            self._parser_vote(question, [registry.get(n) for n in ranking.experts], decision)
         decision.shortlist = shortlist
         decision.timings = {"embedding_shortlist": took, **decision.timings}
         decision.notes.extend(notes)

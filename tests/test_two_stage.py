@@ -245,3 +245,20 @@ def test_a_fit_that_fails_keeps_the_shortlist_and_says_so(builtin_embedding, mon
     d = router.route("what is 6 times 7?", ExpertRegistry(builtin_experts()))
     assert d.expert == "calculator" and d.shortlist
     assert any("not fitted" in n for n in d.notes)
+
+
+def test_a_parser_that_understands_the_question_overrules_a_chosen_expert_whose_parser_does_not(builtin_embedding):
+    """The 135M router picks units for "Double 33"; only the calculator's parser understands it, so the calculator answers."""
+    units_args = 'value": 33, "from_unit": "mi", "to_unit": "km"}'  # what the LLM decodes for units first
+    backend = ScriptedBackend(card_scorer("units"), outputs=[units_args, units_args])
+    router = TwoStageRouter(LLMRouter(backend), builtin_embedding)
+    reg = ExpertRegistry(builtin_experts())
+    d = router.route("Double 33", reg)
+    assert d.expert == "calculator" and d.args is not None and d.error is None
+    assert any("the LLM router chose units" in n for n in d.notes) and d.raw_output.startswith("(expert")
+    assert "66" in MRKL(experts=list(reg), router=router, backend=backend).ask("Double 33").text
+    kept = router.route("Convert 5 miles to km", reg)  # units' own parser understands it: the choice stands
+    assert kept.expert == "units" and not any("own parser understands" in n for n in kept.notes)
+    off = TwoStageRouter(LLMRouter(ScriptedBackend(card_scorer("units"), outputs=['value": 33, "from_unit": "mi", "to_unit": "km"}'])),
+                         builtin_embedding, symbolic_first=False)
+    assert off.route("Double 33", reg).expert == "units"  # without symbolic_first the LLM's choice is kept
