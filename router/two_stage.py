@@ -36,13 +36,6 @@ def _has_parser(expert: Expert) -> bool:
     return getattr(type(expert), "symbolic_args", None) is not Expert.symbolic_args
 
 
-def _parses(expert: Expert, question: str) -> dict[str, Any] | None:
-    """The expert's validated symbolic arguments for ``question``, or None (also when its parser fails)."""
-    try:
-        return validated_symbolic_args(expert, question)
-    except Exception:  # noqa: BLE001 - a broken parser is no evidence
-        return None
-
 DEFAULT_SHORTLIST_K = 3
 
 
@@ -129,12 +122,12 @@ class TwoStageRouter:
         if decision.expert is None:
             return
         chosen = next((e for e in ranked if e.name == decision.expert), None)
-        if chosen is None or not _has_parser(chosen) or _parses(chosen, question) is not None:
-            return
+        if chosen is None or not _has_parser(chosen) or decision.raw_output == SYMBOLIC_RAW:
+            return  # no parser of its own, or the LLM router already took its parser's arguments
         for e in ranked:
-            if e.name == chosen.name or not _has_parser(e) or _parses(e, "hello") is not None:
+            if e.name == chosen.name or not _has_parser(e) or validated_symbolic_args(e, "hello") is not None:
                 continue
-            args = _parses(e, question)
+            args = validated_symbolic_args(e, question)
             if args is not None:
                 decision.notes.append(
                     f"{e.name}'s own parser understands the question and {chosen.name}'s does not: "
