@@ -117,7 +117,8 @@ class TwoStageRouter:
         parser does understand it takes the question with those arguments. A parser that
         also accepts "hello" accepts anything and is no evidence (a search expert's whole
         question as its query). An expert without a parser of its own keeps the LLM's choice.
-        ``decision`` is changed in place and its ``notes`` say so.
+        ``decision`` is changed in place: its confidence becomes the model's probability of the new
+        expert, the overruled one joins the alternatives, and its ``notes`` say so.
         """
         if decision.expert is None:
             return
@@ -133,6 +134,10 @@ class TwoStageRouter:
                     f"{e.name}'s own parser understands the question and {chosen.name}'s does not: "
                     f"{e.name} answers (the LLM router chose {chosen.name})"
                 )
+                alternatives = dict(decision.alternatives)  # the trace ranks the overruled choice among the others
+                alternatives[chosen.name] = decision.confidence
+                decision.confidence = alternatives.pop(e.name, 0.0)
+                decision.alternatives = sorted(alternatives.items(), key=lambda kv: kv[1], reverse=True)
                 decision.expert, decision.args, decision.error = e.name, args, None
                 decision.raw_output = SYMBOLIC_RAW
                 decision.attempts.append({"raw": SYMBOLIC_RAW, "error": None})

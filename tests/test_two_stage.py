@@ -255,6 +255,9 @@ def test_a_parser_that_understands_the_question_overrules_a_chosen_expert_whose_
     reg = ExpertRegistry(builtin_experts())
     d = router.route("Double 33", reg)
     assert d.expert == "calculator" and d.args is not None and d.error is None
+    alternatives = dict(d.alternatives)
+    assert "calculator" not in alternatives and "units" in alternatives  # the trace ranks the overruled choice
+    assert 0.0 <= d.confidence <= 1.0 and d.confidence != alternatives["units"]
     assert any("the LLM router chose units" in n for n in d.notes) and d.raw_output.startswith("(expert")
     assert "66" in MRKL(experts=list(reg), router=router, backend=backend).ask("Double 33").text
     kept = router.route("Convert 5 miles to km", reg)  # units' own parser understands it: the choice stands
